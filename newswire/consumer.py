@@ -1,0 +1,169 @@
+"""The plug-in API: subclass :class:`Consumer`, write the business logic, let the runtime own Kafka.
+
+A consumer declares a ``name`` (its group is ``newswire.<name>``) and the
+``topics`` it reads, and implements ``handle(article)`` — or ``handle_batch``
+when it gains from seeing a whole batch (one database transaction, say). It
+sends records on with :meth:`Consumer.emit`. Raising :class:`Skip` drops an
+event on purpose; raising :class:`~newswire.errors.RetriableError` asks for a
+retry with backoff; any other exception sends the record to the DLQ.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
+
+from newswire.model import Article, EnrichedArticle, Sighting
+from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SIGHTING
+from newswire.settings import Settings
+
+__all__ = ["Consumer", "Context", "Emit", "Event", "Skip", "model_for"]
+
+_MODELS: dict[str, type[BaseModel]] = {
+    ARTICLE: Article,
+    ENRICHED_ARTICLE: EnrichedArticle,
+    SIGHTING: Sighting,
+}
+
+
+def model_for(schema: str) -> type[BaseModel]:
+    """The pydantic model of an Avro record name."""
+    try:
+        return _MODELS[schema]
+    except KeyError:
+        raise KeyError(f"no model for schema {schema!r}") from None
+
+
+class Skip(Exception):  # noqa: N818 - a signal, not an error
+    """Raise from a handler to drop an event on purpose (counted, not dead-lettered)."""
+
+
+@dataclass(slots=True)
+class Event:
+    """One decoded Kafka record as a consumer sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    schema: str
+    record: dict[str, Any]
+    headers: Sequence[tuple[str, bytes]] = ()
+    timestamp_ms: int = -1
+    _model: BaseModel | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> BaseModel:
+        """The record as its pydantic model (validated once, then cached)."""
+        if self._model is None:
+            self._model = model_for(self.schema).model_validate(self.record)
+        return self._model
+
+    @property
+    def article(self) -> Article:
+        """The record as an :class:`Article` (an :class:`EnrichedArticle` on articles.enriched)."""
+        model = self.model
+        if not isinstance(model, Article):
+            raise TypeError(f"{self.where} carries a {self.schema}, not an article")
+        return model
+
+    @property
+    def where(self) -> str:
+        """``topic=… partition=… offset=…`` for messages."""
+        return f"topic={self.topic!r} partition={self.partition} offset={self.offset}"
+
+
+Emit = Callable[..., None]
+
+
+@dataclass
+class Context:
+    """What the runtime gives a consumer in :meth:`Consumer.setup`."""
+
+    settings: Settings
+    registry: CollectorRegistry
+    emit: Emit
+    log: logging.Logger
+
+
+class Consumer:
+    """Base class of every consumer, built-in or plug-in."""
+
+    #: Unique name; the consumer group is ``newswire.<name>``.
+    name: ClassVar[str] = ""
+    #: Topics to read.
+    topics: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self._context: Context | None = None
+
+    @property
+    def group(self) -> str:
+        """The Kafka consumer group."""
+        return f"newswire.{self.name}"
+
+    @property
+    def context(self) -> Context:
+        """The runtime context (available from :meth:`setup` on)."""
+        if self._context is None:
+            raise RuntimeError(f"consumer {self.name!r} is not set up")
+        return self._context
+
+    def bind(self, context: Context) -> None:
+        """Called by the runtime before :meth:`setup`."""
+        self._context = context
+
+    def setup(self) -> None:
+        """Open resources (databases, clients). Called once before the first batch."""
+
+    def close(self) -> None:
+        """Release resources. Called once on shutdown."""
+
+    def handle(self, article: Article) -> None:
+        """Process one article. Override this, or :meth:`handle_event` / :meth:`handle_batch`."""
+        raise NotImplementedError(f"consumer {self.name!r} implements no handler")
+
+    def handle_event(self, event: Event) -> None:
+        """Process one event; the default validates it into its model and calls :meth:`handle`."""
+        self.handle(event.article)
+
+    def handle_batch(self, events: list[Event]) -> None:
+        """Process a batch; the default calls :meth:`handle_event` for each.
+
+        If this raises, the runtime retries (retriable errors) and then
+        re-runs the events one by one to send only the failing ones to the DLQ,
+        so an implementation must be safe to call again on the same events.
+        """
+        for event in events:
+            self.handle_event(event)
+
+    def emit(
+        self,
+        topic: str,
+        value: BaseModel | dict[str, Any] | bytes,
+        *,
+        key: bytes | str | None = None,
+        schema: str | None = None,
+        partition: int | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        """Send a record on; it is flushed before the input batch is committed.
+
+        *value* is a model (encoded with its Avro schema), a dict (with
+        *schema*), or bytes already encoded.
+        """
+        self.context.emit(
+            topic, value, key=key, schema=schema, partition=partition, headers=headers
+        )
+
+
+def utcnow() -> dt.datetime:
+    """Now, as an aware UTC datetime."""
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,272 @@
+"""The article data model (DESIGN §1) as pydantic models.
+
+Field names are snake_case and equal to the Avro field names, so a decoded
+Avro record validates straight into a model; the seed document's camelCase
+names (``publishedDateTime``, ``originalUrl``…) are accepted as aliases.
+
+Unknown extra fields in an input document are kept, JSON-encoded, in
+``extras`` (and counted by the producer), so nothing the publisher sent is lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from newswire.urls import article_id, canonical_url, is_absolute_http_url
+
+__all__ = [
+    "Article",
+    "EnrichedArticle",
+    "Image",
+    "Provider",
+    "Related",
+    "Sighting",
+    "to_utc",
+]
+
+_UTC = dt.UTC
+
+
+def to_utc(value: Any) -> dt.datetime | None:
+    """Parse a YAML timestamp, date, ISO-8601 string or epoch into an aware UTC datetime.
+
+    A naive datetime is taken to be UTC. Raises ``ValueError`` for anything else.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=_UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(value, tz=_UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not an ISO-8601 date-time: {text[:60]!r}") from None
+        return to_utc(parsed)
+    raise ValueError(f"not a date-time: {type(value).__name__}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        populate_by_name=True,
+        extra="ignore",
+        str_strip_whitespace=True,
+        frozen=False,
+    )
+
+
+def _http_url(value: str, field: str) -> str:
+    if not is_absolute_http_url(value):
+        raise ValueError(f"{field} must be an absolute http(s) URL, got {value[:200]!r}")
+    return value.strip()
+
+
+class Provider(_Model):
+    """The publisher of an article."""
+
+    name: str = ""
+    domain: str = ""
+
+
+class Image(_Model):
+    """An image of an article."""
+
+    url: str
+    width: int | None = None
+    height: int | None = None
+    is_cached: bool = Field(False, validation_alias=AliasChoices("is_cached", "isCached"))
+
+
+class Related(_Model):
+    """A related article as listed by the aggregator."""
+
+    title: str = ""
+    excerpt: str = ""
+    published_at: dt.datetime | None = Field(
+        None, validation_alias=AliasChoices("published_at", "publishedDateTime")
+    )
+    web_url: str | None = Field(None, validation_alias=AliasChoices("web_url", "webUrl"))
+    amp_web_url: str | None = Field(
+        None, validation_alias=AliasChoices("amp_web_url", "ampWebUrl")
+    )
+    cdn_amp_web_url: str | None = Field(
+        None, validation_alias=AliasChoices("cdn_amp_web_url", "cdnAmpWebUrl")
+    )
+    type: str = "article"
+    provider: Provider | None = None
+    quality: int = -1
+    images: list[Image] = Field(default_factory=list)
+
+    @field_validator("published_at", mode="before")
+    @classmethod
+    def _utc(cls, value: Any) -> dt.datetime | None:
+        return to_utc(value)
+
+
+class Article(_Model):
+    """A news article: the seed document's fields plus its identity.
+
+    ``id`` and ``canonical_url`` are derived from ``original_url`` when absent.
+    """
+
+    id: str = ""
+    canonical_url: str = ""
+    category: str = "news"
+    type: str = "article"
+    title: str = Field(min_length=1)
+    excerpt: str = ""
+    published_at: dt.datetime | None = Field(
+        None, validation_alias=AliasChoices("published_at", "publishedDateTime")
+    )
+    original_url: str = Field(validation_alias=AliasChoices("original_url", "originalUrl"))
+    web_url: str = Field("", validation_alias=AliasChoices("web_url", "webUrl"))
+    quality: int = -1
+    heat: int = -1
+    published: bool = True
+    provider: Provider = Field(default_factory=Provider)
+    topics: list[str] = Field(default_factory=list)
+    images: list[Image] = Field(default_factory=list)
+    related: list[Related] = Field(default_factory=list)
+    # Opaque: carried through untouched, never shown in repr or logs.
+    secured: SecretStr | None = None
+    body: str = ""
+    extras: dict[str, str] = Field(default_factory=dict)
+    ingested_at: dt.datetime | None = None
+    source: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_extras(cls, data: Any) -> Any:
+        """Keep fields the model does not know, JSON-encoded, in ``extras``."""
+        if not isinstance(data, dict):
+            return data
+        known = _ARTICLE_INPUT_NAMES
+        unknown = [k for k in data if k not in known]
+        if not unknown:
+            return data
+        data = dict(data)
+        extras = dict(data.get("extras") or {})
+        for key in unknown:
+            extras[str(key)] = json.dumps(data.pop(key), default=str, ensure_ascii=False)
+        data["extras"] = extras
+        return data
+
+    @field_validator("published_at", "ingested_at", mode="before")
+    @classmethod
+    def _utc(cls, value: Any) -> dt.datetime | None:
+        return to_utc(value)
+
+    @field_validator("title", mode="before")
+    @classmethod
+    def _title_text(cls, value: Any) -> Any:
+        # YAML turns a title like `2024` or `yes` into a number or a bool.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("original_url")
+    @classmethod
+    def _original_url(cls, value: str) -> str:
+        return _http_url(value, "originalUrl")
+
+    @field_validator("web_url")
+    @classmethod
+    def _web_url(cls, value: str) -> str:
+        return _http_url(value, "webUrl") if value else value
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _topics(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        return [str(t) for t in value] if isinstance(value, list) else value
+
+    @field_validator("body", "excerpt", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @model_validator(mode="after")
+    def _identity(self) -> Article:
+        if not self.web_url:
+            self.web_url = self.original_url
+        if not self.canonical_url:
+            self.canonical_url = canonical_url(self.original_url)
+        if not self.id:
+            self.id = article_id(self.canonical_url)
+        return self
+
+    @field_serializer("secured", when_used="always")
+    def _dump_secured(self, value: SecretStr | None) -> str | None:
+        # Serialisation is how the value travels on (Avro, the store); repr hides it.
+        return value.get_secret_value() if value is not None else None
+
+
+class EnrichedArticle(Article):
+    """An article with what the ``enrich`` stage derived from it."""
+
+    word_count: int = 0
+    reading_time_s: int = 0
+    language: str = ""
+    language_score: float = 0.0
+    registered_domain: str = ""
+    enriched_at: dt.datetime | None = None
+
+    @field_validator("enriched_at", mode="before")
+    @classmethod
+    def _enriched_utc(cls, value: Any) -> dt.datetime | None:
+        return to_utc(value)
+
+
+class Sighting(_Model):
+    """A duplicate seen by ``dedup``: which record it was and which article it repeats."""
+
+    id: str
+    url: str
+    canonical_url: str
+    duplicate_of: str
+    reason: str
+    similarity: float = 1.0
+    title: str = ""
+    provider_domain: str = ""
+    seen_at: dt.datetime | None = None
+    source_topic: str = ""
+    source_partition: int = -1
+    source_offset: int = -1
+
+    @field_validator("seen_at", mode="before")
+    @classmethod
+    def _seen_utc(cls, value: Any) -> dt.datetime | None:
+        return to_utc(value)
+
+
+def _input_names(model: type[BaseModel]) -> frozenset[str]:
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.add(name)
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(c for c in alias.choices if isinstance(c, str))
+    return frozenset(names)
+
+
+_ARTICLE_INPUT_NAMES = _input_names(EnrichedArticle)

@@ -1,0 +1,261 @@
+"""``newswire run``: the whole pipeline on one machine.
+
+Starts the embedded broker (unless given one), creates the topics, runs each
+stage as its own process (``newswire consume NAME``), produces the documents,
+and — with ``until_idle`` — waits until every stage has drained, judged from
+the stages' own ``/metrics`` counters. Broker and processes are stopped on
+every exit path; stage processes also die with this one (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from newswire.broker import EmbeddedBroker, free_port
+from newswire.errors import NewswireError
+from newswire.settings import Settings
+from newswire.topics import DUPLICATES, ENRICHED, RAW, UNIQUE, ensure_topics
+
+__all__ = ["DEFAULT_STAGES", "Pipeline", "StageProcess", "scrape"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STAGES = ("dedup", "enrich", "store")
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def scrape(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Read a process's ``/metrics`` into ``{(sample name, sorted labels): value}``."""
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout) as response:
+        text = response.read().decode("utf-8")
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = float(sample.value)
+    return samples
+
+
+def total(samples: Mapping[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+          **labels: str) -> float:
+    """Sum of the samples called *name* whose labels include *labels*."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
+
+
+@dataclass
+class StageProcess:
+    """One ``newswire consume NAME`` child process."""
+
+    name: str
+    instance: int
+    process: subprocess.Popen[bytes]
+    port_file: Path
+    log_path: Path
+    _port: int | None = None
+
+    @property
+    def label(self) -> str:
+        """``dedup`` or ``dedup#2``."""
+        return self.name if self.instance == 1 else f"{self.name}#{self.instance}"
+
+    @property
+    def port(self) -> int | None:
+        """The metrics port the child bound (it writes it to ``port_file``)."""
+        if self._port is None:
+            with contextlib.suppress(OSError, ValueError):
+                self._port = int(self.port_file.read_text().strip())
+        return self._port
+
+    def alive(self) -> bool:
+        """Still running."""
+        return self.process.poll() is None
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM (finish the batch, commit, leave), then SIGKILL if it does not exit."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("%s pid=%d did not stop in %.0fs; killing", self.label,
+                        self.process.pid, timeout_s)
+            self.process.kill()
+            self.process.wait(5)
+
+
+@dataclass
+class Pipeline:
+    """The embedded pipeline: broker, topics, stage processes."""
+
+    settings: Settings
+    workdir: Path
+    stages: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(DEFAULT_STAGES, 1))
+    broker: EmbeddedBroker | None = None
+    processes: list[StageProcess] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start the broker (if no bootstrap was given), create topics, spawn the stages."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.broker is None and not self.settings.kafka.bootstrap:
+            self.broker = EmbeddedBroker(log_path=self.workdir / "broker.log").start()
+            self.settings.kafka.bootstrap = self.broker.bootstrap
+        ensure_topics(self.settings.kafka)
+        for name, count in self.stages.items():
+            for instance in range(1, count + 1):
+                self.processes.append(self.spawn(name, instance))
+
+    def spawn(self, name: str, instance: int = 1) -> StageProcess:
+        """Start ``newswire consume NAME`` with this pipeline's settings in its environment."""
+        tag = name if instance == 1 else f"{name}-{instance}"
+        port_file = self.workdir / f"{tag}.port"
+        port_file.unlink(missing_ok=True)
+        log_path = self.workdir / f"{tag}.log"
+        env = {**os.environ, **self.child_environment(), "NEWSWIRE_METRICS__PORT_FILE": str(port_file)}
+        with log_path.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "newswire", "consume", name],
+                env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads yet in the child
+            )
+        log.info("started %s pid=%d (log %s)", tag, process.pid, log_path)
+        return StageProcess(name, instance, process, port_file, log_path)
+
+    def child_environment(self) -> dict[str, str]:
+        """The settings a stage process needs, as ``NEWSWIRE_*`` variables."""
+        s = self.settings
+        return {
+            "NEWSWIRE_KAFKA__BOOTSTRAP": s.kafka.bootstrap,
+            "NEWSWIRE_KAFKA__PARTITIONS": str(s.kafka.partitions),
+            "NEWSWIRE_KAFKA__SESSION_TIMEOUT_MS": str(s.kafka.session_timeout_ms),
+            "NEWSWIRE_KAFKA__HEARTBEAT_INTERVAL_MS": str(s.kafka.heartbeat_interval_ms),
+            "NEWSWIRE_STORE__URL": s.store.url,
+            "NEWSWIRE_DEDUP__STATE_URL": s.dedup.state_url,
+            "NEWSWIRE_METRICS__HOST": "127.0.0.1",
+            "NEWSWIRE_METRICS__PORT": "0",
+            "NEWSWIRE_LOG_LEVEL": s.log_level,
+        }
+
+    def check_alive(self) -> None:
+        """Raise if a stage process has exited."""
+        for stage in self.processes:
+            if not stage.alive():
+                tail = _tail(stage.log_path)
+                raise NewswireError(
+                    f"stage {stage.label} exited with status {stage.process.returncode}; "
+                    f"last lines of {stage.log_path}:\n{tail}", stage=stage.label,
+                )
+
+    def metrics(self) -> dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
+        """Every stage process's current samples, by process label."""
+        found = {}
+        for stage in self.processes:
+            port = stage.port
+            if port is None:
+                continue
+            with contextlib.suppress(OSError):
+                found[stage.label] = scrape(port)
+        return found
+
+    def drained(self, produced: int) -> bool:
+        """Whether every stage has committed everything upstream has sent it."""
+        per_process = self.metrics()
+        if len(per_process) < len(self.processes):
+            return False
+        merged: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for samples in per_process.values():
+            for key, value in samples.items():
+                merged[key] = merged.get(key, 0.0) + value
+
+        def consumed(stage: str, topic: str) -> float:
+            return total(merged, "newswire_consumer_records_in_total", consumer=stage, topic=topic)
+
+        def emitted(stage: str, topic: str) -> float:
+            return total(merged, "newswire_consumer_records_out_total", consumer=stage, topic=topic)
+
+        checks = {
+            ("dedup", RAW): float(produced),
+            ("enrich", UNIQUE): emitted("dedup", UNIQUE),
+            ("store", ENRICHED): emitted("enrich", ENRICHED),
+            ("store", DUPLICATES): emitted("dedup", DUPLICATES),
+        }
+        return all(
+            consumed(stage, topic) >= expected
+            for (stage, topic), expected in checks.items()
+            if stage in self.stages
+        )
+
+    def wait_until_idle(self, produced: int, *, timeout_s: float = 600.0,
+                        tick: Callable[[], None] | None = None) -> None:
+        """Block until :meth:`drained` (raises on a dead stage or after *timeout_s*)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if self.drained(produced):
+                return
+            if tick is not None:
+                tick()
+            time.sleep(0.2)
+        raise NewswireError(f"the pipeline did not drain within {timeout_s:.0f}s")
+
+    def stop(self) -> None:
+        """Stop every stage (gracefully, in parallel), then the broker."""
+        for stage in self.processes:
+            if stage.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    stage.process.send_signal(signal.SIGTERM)
+        for stage in self.processes:
+            stage.stop()
+        self.processes.clear()
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+    def __enter__(self) -> Pipeline:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def parse_scale(values: Iterable[str]) -> dict[str, int]:
+    """``["dedup=2"]`` → the stage counts, defaults 1 for the built-in stages."""
+    stages = dict.fromkeys(DEFAULT_STAGES, 1)
+    for item in values:
+        name, _, count = item.partition("=")
+        if not count.isdigit() or int(count) < 1:
+            raise NewswireError(f"--scale wants NAME=N with N ≥ 1, got {item!r}")
+        stages[name.strip()] = int(count)
+    return stages

@@ -1,0 +1,426 @@
+"""The consumer runtime: poll, decode, handle, produce, flush, commit — at least once.
+
+For each polled batch:
+
+1. every record is decoded here (not in kafka-python's deserializer, which
+   would hide a bad record from the error policy); an undecodable record goes
+   to the DLQ with its original bytes;
+2. the consumer handles the decoded events; a retriable failure is retried
+   with exponential backoff, a permanent one (or retries exhausted) sends the
+   failing record — and only it — to the DLQ;
+3. what the consumer emitted, and the DLQ records, are flushed and checked;
+4. only then are the batch's offsets committed.
+
+A crash anywhere before step 4 means the batch is delivered again: outputs may
+repeat (at-least-once), nothing is lost. SIGTERM/SIGINT finish the batch,
+commit and leave the group.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Sequence
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from newswire.consumer import Consumer, Context, Event, Skip
+from newswire.dlq import dlq_headers
+from newswire.errors import BrokerError, SerdeError
+from newswire.kafka import make_consumer, make_producer
+from newswire.metrics import ConsumerMetrics
+from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SIGHTING, SingleObjectSerde
+from newswire.settings import Settings
+from newswire.topics import DLQ
+
+__all__ = ["Runner", "is_retriable"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA_OF_MODEL = {"Article": ARTICLE, "EnrichedArticle": ENRICHED_ARTICLE, "Sighting": SIGHTING}
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Whether trying again may succeed: newswire and kafka-python errors say so themselves."""
+    return bool(getattr(exc, "retriable", False))
+
+
+def _describe(partitions: Any) -> str:
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return " ".join(f"{t}[{','.join(map(str, sorted(ps)))}]" for t, ps in sorted(by_topic.items()))
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):
+    """Offsets are committed after every batch, before the next poll in which a
+    rebalance can happen; on revoke this commits whatever is still pending."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.runner.commit_pending()
+        for tp in revoked:
+            self.runner.forget_partition(tp)
+        if revoked:
+            log.info("%s: partitions revoked: %s", self.runner.consumer.name, _describe(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        if assigned:
+            log.info("%s: partitions assigned: %s", self.runner.consumer.name, _describe(assigned))
+
+
+class Runner:
+    """Runs one :class:`Consumer` in its group until stopped."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        serde: SingleObjectSerde | None = None,
+    ) -> None:
+        self.consumer = consumer
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.serde = serde or SingleObjectSerde()
+        self.metrics = ConsumerMetrics.create(self.registry)
+        self._stop = threading.Event()
+        self._kafka: KafkaConsumer | None = None
+        self._producer: KafkaProducer | None = None
+        self._futures: list[Any] = []
+        self._out: Tally[str] = Tally()
+        self._pending: dict[TopicPartition, OffsetAndMetadata] = {}
+        self._positions: dict[TopicPartition, int] = {}
+        self._partition_counts: dict[str, int] = {}
+        self._per_event = type(consumer).handle_batch is Consumer.handle_batch
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self, *_: Any) -> None:
+        """Ask the loop to finish its batch, commit and leave (signal-handler safe)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop the runner gracefully."""
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def run(self, *, max_batches: int | None = None) -> None:
+        """Consume until :meth:`stop` (or *max_batches* non-empty batches, for tests)."""
+        s = self.settings
+        self._producer = make_producer(s.kafka, s.producer, role=f"{self.consumer.name}-out")
+        self._kafka = make_consumer(s.kafka, self.consumer.group, role=self.consumer.name)
+        self.consumer.bind(
+            Context(
+                settings=s,
+                registry=self.registry,
+                emit=self._emit,
+                log=logging.getLogger(f"newswire.consumer.{self.consumer.name}"),
+            )
+        )
+        self.consumer.setup()
+        self._kafka.subscribe(list(self.consumer.topics), listener=_CommitOnRevoke(self))
+        log.info(
+            "%s: consuming %s as group %s",
+            self.consumer.name, ",".join(self.consumer.topics), self.consumer.group,
+        )
+        batches = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    polled = self._kafka.poll(
+                        timeout_ms=s.runner.poll_timeout_ms, max_records=s.kafka.max_poll_records
+                    )
+                except KafkaError as exc:
+                    log.warning("%s: poll failed: %s; retrying", self.consumer.name, exc)
+                    self._stop.wait(s.runner.retry_backoff_ms / 1000)
+                    continue
+                if not polled:
+                    self._update_idle_lag()
+                    continue
+                try:
+                    self._process(polled)
+                except BrokerError as exc:
+                    # Outputs not acknowledged: rewind and do the batch again.
+                    log.warning("%s: %s; redoing the batch", self.consumer.name, exc)
+                    for tp, records in polled.items():
+                        self._kafka.seek(tp, records[0].offset)
+                    self._stop.wait(s.runner.retry_backoff_ms / 1000)
+                    continue
+                batches += 1
+                if max_batches is not None and batches >= max_batches:
+                    break
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        try:
+            self.commit_pending()
+        finally:
+            if self._kafka is not None:
+                self._kafka.close(autocommit=False)  # leaves the group
+            if self._producer is not None:
+                self._producer.close(timeout=10)
+            self.consumer.close()
+            log.info("%s: stopped", self.consumer.name)
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def _process(self, polled: dict[TopicPartition, list[Any]]) -> None:
+        started = time.perf_counter()
+        events: list[Event] = []
+        counts: Tally[str] = Tally()
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, records in polled.items():
+            for record in records:
+                counts[tp.topic] += 1
+                event = self._decode(record)
+                if event is not None:
+                    events.append(event)
+            offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+        if events:
+            if self._per_event:
+                for event in events:
+                    self._handle([event])
+            else:
+                self._handle(events)
+        self._flush()
+        # Only what is durable downstream becomes committable.
+        self._pending.update(offsets)
+        self.commit_pending()
+        name = self.consumer.name
+        elapsed = time.perf_counter() - started
+        for topic, n in counts.items():
+            self.metrics.records_in.labels(name, topic).inc(n)
+            self.metrics.batch_size.labels(name, topic).observe(n)
+            self.metrics.processing_seconds.labels(name, topic).observe(elapsed)
+        self._observe_latency(events)
+        for tp, records in polled.items():
+            self._positions[tp] = records[-1].offset + 1
+            self._update_lag(tp)
+
+    def _decode(self, record: Any) -> Event | None:
+        value = record.value
+        try:
+            if value is None:
+                raise SerdeError("record has no value (tombstone)")
+            schema, data = self.serde.decode(value)
+        except SerdeError as exc:
+            log.warning(
+                "%s: topic=%r partition=%d offset=%d: undecodable, to DLQ: %s",
+                self.consumer.name, record.topic, record.partition, record.offset, exc,
+            )
+            self._dead_letter(record.topic, record.partition, record.offset, record.key,
+                              value or b"", exc, attempts=1)
+            return None
+        return Event(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=value,
+            schema=schema,
+            record=data,
+            headers=record.headers or (),
+            timestamp_ms=record.timestamp,
+        )
+
+    def _handle(self, events: list[Event]) -> None:
+        """Handle *events*, retrying retriable failures; isolate and dead-letter the rest."""
+        first_failure = time.time()
+        attempts = 0
+
+        def count_retry(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            self.metrics.retries.labels(
+                self.consumer.name, events[0].topic, type(exc).__name__
+            ).inc()
+            log.warning("%s: retriable failure on %s (attempt %d): %s",
+                        self.consumer.name, events[0].where, state.attempt_number, exc)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.settings.runner.max_retries + 1),
+            wait=wait_exponential(
+                multiplier=self.settings.runner.retry_backoff_ms / 1000,
+                max=self.settings.runner.retry_backoff_max_ms / 1000,
+            ),
+            retry=retry_if_exception(lambda e: is_retriable(e) and not self._stop.is_set()),
+            before_sleep=count_retry,
+            reraise=True,
+            sleep=self._stop.wait,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    self._call_handler(events)
+            return
+        except Skip:
+            return
+        except Exception as exc:
+            if is_retriable(exc) and self._stop.is_set():
+                # Shutting down mid-retry: leave the batch uncommitted for the next owner.
+                raise
+            if len(events) > 1:
+                # Find the culprits: re-run one by one, dead-letter only those that fail.
+                for event in events:
+                    self._handle([event])
+                return
+            event = events[0]
+            log.error("%s: %s failed after %d attempt(s), to DLQ: %s: %s",
+                      self.consumer.name, event.where, attempts, type(exc).__name__, exc)
+            self._dead_letter(event.topic, event.partition, event.offset, event.key,
+                              event.value, exc, attempts=attempts, first_failure=first_failure)
+
+    def _call_handler(self, events: list[Event]) -> None:
+        if self._per_event:
+            try:
+                self.consumer.handle_event(events[0])
+            except Skip:
+                pass
+        else:
+            self.consumer.handle_batch(events)
+
+    # -- output --------------------------------------------------------------------------------
+
+    def _emit(
+        self,
+        topic: str,
+        value: BaseModel | dict[str, Any] | bytes,
+        *,
+        key: bytes | str | None = None,
+        schema: str | None = None,
+        partition: int | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        if isinstance(value, BaseModel):
+            name = schema or _SCHEMA_OF_MODEL.get(type(value).__name__)
+            if name is None:
+                raise SerdeError(f"no schema for {type(value).__name__}; pass schema=")
+            data = self.serde.encode(name, value.model_dump())
+        elif isinstance(value, dict):
+            if schema is None:
+                raise SerdeError("emit() of a dict needs schema=")
+            data = self.serde.encode(schema, value)
+        else:
+            data = value
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        if partition is not None and partition >= self._partition_count(topic):
+            partition = None  # topics not co-partitioned: let the key decide
+        self._send(topic, data, key=key, partition=partition, headers=list(headers))
+        self._out[topic] += 1
+
+    def _partition_count(self, topic: str) -> int:
+        count = self._partition_counts.get(topic)
+        if count is None:
+            assert self._producer is not None
+            count = len(self._producer.partitions_for(topic) or ())
+            self._partition_counts[topic] = count
+        return count
+
+    def _send(self, topic: str, value: bytes, *, key: bytes | None, partition: int | None,
+              headers: list[tuple[str, bytes]]) -> None:
+        assert self._producer is not None
+        self._futures.append(
+            self._producer.send(topic, value=value, key=key, partition=partition,
+                                headers=headers or None)
+        )
+
+    def _dead_letter(self, topic: str, partition: int, offset: int, key: bytes | None,
+                     value: bytes, exc: BaseException, *, attempts: int,
+                     first_failure: float | None = None) -> None:
+        headers = dlq_headers(
+            stage=self.consumer.name, error=exc, topic=topic, partition=partition,
+            offset=offset, attempts=attempts, first_failure=first_failure or time.time(),
+        )
+        self._send(DLQ, value, key=key, partition=None, headers=headers)
+        self.metrics.dlq.labels(self.consumer.name, topic, type(exc).__name__).inc()
+
+    def _flush(self) -> None:
+        """Flush and check every record sent for this batch; raise if any was not acknowledged."""
+        if not self._futures:
+            return
+        assert self._producer is not None
+        self._producer.flush()
+        failed = [f.exception for f in self._futures if f.failed()]
+        futures, self._futures = self._futures, []
+        if failed:
+            self._out.clear()
+            raise BrokerError(
+                f"{self.consumer.name}: {len(failed)} of {len(futures)} records not acknowledged: "
+                f"{failed[0]}"
+            )
+        for topic, n in self._out.items():
+            self.metrics.records_out.labels(self.consumer.name, topic).inc(n)
+        self._out.clear()
+
+    # -- offsets and lag -----------------------------------------------------------------------
+
+    def commit_pending(self) -> None:
+        """Commit the offsets of the batches fully processed so far."""
+        if not self._pending or self._kafka is None:
+            return
+        pending, self._pending = self._pending, {}
+        try:
+            self._kafka.commit(pending)
+        except CommitFailedError as exc:
+            # The group rebalanced under us: the new owner gets these records again.
+            log.warning("%s: commit failed after a rebalance (records will be redelivered): %s",
+                        self.consumer.name, exc)
+            return
+        for topic in {tp.topic for tp in pending}:
+            self.metrics.commits.labels(self.consumer.name, topic).inc()
+
+    def forget_partition(self, tp: TopicPartition) -> None:
+        """Drop the lag series of a partition this member no longer owns."""
+        self._positions.pop(tp, None)
+        try:
+            self.metrics.lag.remove(self.consumer.name, tp.topic, str(tp.partition))
+        except KeyError:
+            pass
+
+    def _update_lag(self, tp: TopicPartition) -> None:
+        # highwater() comes from the last fetch response: right on Apache Kafka and
+        # on Tansu, whose ListOffsets is wrong for batched producers (DESIGN §6).
+        assert self._kafka is not None
+        high = self._kafka.highwater(tp)
+        position = self._positions.get(tp)
+        if high is not None and position is not None:
+            self.metrics.lag.labels(self.consumer.name, tp.topic, str(tp.partition)).set(
+                max(0, high - position)
+            )
+
+    def _update_idle_lag(self) -> None:
+        assert self._kafka is not None
+        for tp in self._kafka.assignment():
+            self._update_lag(tp)
+
+    def _observe_latency(self, events: list[Event]) -> None:
+        if not events:
+            return
+        now = dt.datetime.now(dt.UTC)
+        observe = self.metrics.end_to_end_seconds.labels(self.consumer.name, events[0].topic)
+        for event in events:
+            ingested = event.record.get("ingested_at")
+            if ingested is not None:
+                observe.observe(max(0.0, (now - ingested).total_seconds()))
