@@ -1,0 +1,72 @@
+"""The CLI as a user runs it: `newswire run`, `newswire produce`, `newswire --help`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from newswire.broker import EmbeddedBroker
+from tests.conftest import ARTICLES
+
+NEWSWIRE = [sys.executable, "-m", "newswire"]
+
+
+def newswire(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*NEWSWIRE, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    result = newswire("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("broker", "produce", "consume", "run", "topics", "consumers"):
+        assert command in result.stdout
+
+
+def test_run_until_idle_stores_each_article_once_and_cleans_up(tmp_path: Path) -> None:
+    store = tmp_path / "out.db"
+    work = tmp_path / "work"
+    result = newswire("run", str(ARTICLES), "--store", f"sqlite:///{store}", "--until-idle",
+                      "--workdir", str(work), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "articles in store" in result.stdout
+    db = sqlite3.connect(store)
+    originals = [p for p in ARTICLES.glob("0*.txt") if "_variant_" not in p.name]
+    assert db.execute("SELECT count(*) FROM articles").fetchone()[0] == len(originals)
+    assert db.execute("SELECT count(*) FROM duplicates WHERE reason = 'url'").fetchone()[0] == 4
+    db.close()
+    # Every process it started is gone: the broker and the three stages.
+    pids = [int(p) for p in re.findall(r"pid=(\d+)", result.stderr)]
+    assert len(pids) == 4, result.stderr
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_produce_reports_rejects_and_exits_1(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("000_e6160929f81e6bcd.txt", "bad_missing_title.txt", "bad_relative_url.txt"):
+        shutil.copy(ARTICLES / name, docs / name)
+    (docs / "binary.txt").write_bytes(b"\x00\xff\xfe garbage")
+    with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
+        result = newswire("produce", str(docs), "--bootstrap", broker.bootstrap,
+                          "--rejects", str(tmp_path / "rejects.jsonl"), "--no-progress",
+                          cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "1 sent, 3 rejected" in result.stdout
+    rejects = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    reasons = {Path(r["origin"]).name: (r["field"], r["reason"]) for r in rejects}
+    assert reasons["bad_missing_title.txt"] == ("title", "required field is missing")
+    assert reasons["bad_relative_url.txt"][0] == "originalUrl"
+    assert "binary" in reasons["binary.txt"][1]
+    # Each reject is on stderr too, naming file, field and reason.
+    assert "bad_missing_title.txt: field 'title': required field is missing" in result.stderr
