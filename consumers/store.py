@@ -25,8 +25,10 @@ class StoreConsumer(Consumer):
     def setup(self) -> None:
         self.store: Store = open_store(self.context.settings.store.url)
         self._rows = Counter(
-            "newswire_store_rows_written_total", "Rows upserted into the store, by table.",
-            ("consumer", "topic", "table"), registry=self.context.registry,
+            "newswire_store_rows_written_total",
+            "Rows upserted into the store, by table.",
+            ("consumer", "topic", "table"),
+            registry=self.context.registry,
         )
 
     def close(self) -> None:
@@ -37,8 +39,10 @@ class StoreConsumer(Consumer):
         sightings = [e.record for e in events if e.schema == SIGHTING]
         unexpected = [e for e in events if e.schema not in (ENRICHED_ARTICLE, SIGHTING)]
         if unexpected:
-            raise TypeError(f"{unexpected[0].where}: store takes EnrichedArticle or Sighting, "
-                            f"not {unexpected[0].schema}")
+            raise TypeError(
+                f"{unexpected[0].where}: store takes EnrichedArticle or Sighting, "
+                f"not {unexpected[0].schema}"
+            )
         n_articles, n_duplicates = self.store.write(articles, sightings)
         if n_articles:
             self._rows.labels(self.name, ENRICHED, "articles").inc(n_articles)

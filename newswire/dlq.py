@@ -25,8 +25,16 @@ _MAX_MESSAGE = 2000
 _PREFIX = "newswire."
 
 
-def dlq_headers(*, stage: str, error: BaseException, topic: str, partition: int, offset: int,
-                attempts: int, first_failure: float) -> list[tuple[str, bytes]]:
+def dlq_headers(
+    *,
+    stage: str,
+    error: BaseException,
+    topic: str,
+    partition: int,
+    offset: int,
+    attempts: int,
+    first_failure: float,
+) -> list[tuple[str, bytes]]:
     """The headers of a DLQ record."""
     fields = {
         "stage": stage,
@@ -57,8 +65,9 @@ class DeadLetter:
     value: bytes
 
     @classmethod
-    def from_record(cls, key: bytes | None, value: bytes,
-                    headers: Sequence[tuple[str, bytes]]) -> DeadLetter:
+    def from_record(
+        cls, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]
+    ) -> DeadLetter:
         """Parse a DLQ record's headers."""
         h = {k.removeprefix(_PREFIX): v.decode("utf-8", "replace") for k, v in headers}
         return cls(

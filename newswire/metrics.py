@@ -44,47 +44,59 @@ class ConsumerMetrics:
             records_in=Counter(
                 "newswire_consumer_records_in_total",
                 "Records consumed from a topic, counted once their offsets are committed.",
-                ct, registry=registry,
+                ct,
+                registry=registry,
             ),
             records_out=Counter(
                 "newswire_consumer_records_out_total",
                 "Records produced to a topic (flushed before the input is committed).",
-                ct, registry=registry,
+                ct,
+                registry=registry,
             ),
             dlq=Counter(
                 "newswire_consumer_dlq_total",
                 "Records sent to the dead-letter topic, by error class.",
-                (*ct, "error"), registry=registry,
+                (*ct, "error"),
+                registry=registry,
             ),
             retries=Counter(
                 "newswire_consumer_retries_total",
                 "Retries of a failing batch or record after a retriable error.",
-                (*ct, "error"), registry=registry,
+                (*ct, "error"),
+                registry=registry,
             ),
             processing_seconds=Histogram(
                 "newswire_consumer_processing_seconds",
                 "Time to process one batch: decode, handle, produce, flush and commit.",
-                ct, buckets=_LATENCY_BUCKETS, registry=registry,
+                ct,
+                buckets=_LATENCY_BUCKETS,
+                registry=registry,
             ),
             batch_size=Histogram(
                 "newswire_consumer_batch_size",
                 "Records per polled batch.",
-                ct, buckets=_BATCH_BUCKETS, registry=registry,
+                ct,
+                buckets=_BATCH_BUCKETS,
+                registry=registry,
             ),
             end_to_end_seconds=Histogram(
                 "newswire_consumer_end_to_end_seconds",
                 "Event time (ingest by the producer) to done in this stage.",
-                ct, buckets=_LATENCY_BUCKETS, registry=registry,
+                ct,
+                buckets=_LATENCY_BUCKETS,
+                registry=registry,
             ),
             lag=Gauge(
                 "newswire_consumer_lag",
                 "Records behind the partition's high watermark, from the consumer's own fetch.",
-                (*ct, "partition"), registry=registry,
+                (*ct, "partition"),
+                registry=registry,
             ),
             commits=Counter(
                 "newswire_consumer_commits_total",
                 "Offset commits.",
-                ct, registry=registry,
+                ct,
+                registry=registry,
             ),
         )
 
@@ -105,38 +117,50 @@ class ProducerMetrics:
         pt = ("producer", "topic")
         return cls(
             read=Counter(
-                "newswire_producer_documents_read_total", "Documents read from a source.",
-                pt, registry=registry,
+                "newswire_producer_documents_read_total",
+                "Documents read from a source.",
+                pt,
+                registry=registry,
             ),
             sent=Counter(
-                "newswire_producer_records_out_total", "Records acknowledged by the broker.",
-                pt, registry=registry,
+                "newswire_producer_records_out_total",
+                "Records acknowledged by the broker.",
+                pt,
+                registry=registry,
             ),
             rejected=Counter(
                 "newswire_producer_rejected_total",
                 "Documents rejected by validation, by reason.",
-                (*pt, "reason"), registry=registry,
+                (*pt, "reason"),
+                registry=registry,
             ),
             extra_fields=Counter(
                 "newswire_producer_extra_fields_total",
                 "Unknown input fields kept in the record's extras map.",
-                pt, registry=registry,
+                pt,
+                registry=registry,
             ),
             send_errors=Counter(
-                "newswire_producer_send_errors_total", "Records the broker did not acknowledge.",
-                (*pt, "error"), registry=registry,
+                "newswire_producer_send_errors_total",
+                "Records the broker did not acknowledge.",
+                (*pt, "error"),
+                registry=registry,
             ),
         )
 
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> tuple[Any, int]:
-    """Serve ``/metrics`` on *port*; if it is taken, on a free port (logged). Returns (server, port)."""
+    """Serve ``/metrics`` on *port*, or on a free port (logged) if it is taken.
+
+    Returns the server and the port it bound.
+    """
     try:
         server, _thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         server, _thread = start_http_server(0, addr=host, registry=registry)
-        log.warning("metrics port %d is taken (%s); serving on %d instead",
-                    port, exc, server.server_port)
+        log.warning(
+            "metrics port %d is taken (%s); serving on %d instead", port, exc, server.server_port
+        )
     bound = int(server.server_port)
     log.info("metrics on http://%s:%d/metrics", host, bound)
     return server, bound

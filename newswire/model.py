@@ -103,9 +103,7 @@ class Related(_Model):
         None, validation_alias=AliasChoices("published_at", "publishedDateTime")
     )
     web_url: str | None = Field(None, validation_alias=AliasChoices("web_url", "webUrl"))
-    amp_web_url: str | None = Field(
-        None, validation_alias=AliasChoices("amp_web_url", "ampWebUrl")
-    )
+    amp_web_url: str | None = Field(None, validation_alias=AliasChoices("amp_web_url", "ampWebUrl"))
     cdn_amp_web_url: str | None = Field(
         None, validation_alias=AliasChoices("cdn_amp_web_url", "cdnAmpWebUrl")
     )

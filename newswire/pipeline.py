@@ -25,7 +25,7 @@ from types import TracebackType
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from newswire.broker import EmbeddedBroker, free_port
+from newswire.broker import EmbeddedBroker
 from newswire.errors import NewswireError
 from newswire.settings import Settings
 from newswire.topics import DUPLICATES, ENRICHED, RAW, UNIQUE, ensure_topics
@@ -43,7 +43,9 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def scrape(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(
+    port: int, host: str = "127.0.0.1", timeout: float = 2.0
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Read a process's ``/metrics`` into ``{(sample name, sorted labels): value}``."""
     with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout) as response:
         text = response.read().decode("utf-8")
@@ -54,8 +56,9 @@ def scrape(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> dict[tup
     return samples
 
 
-def total(samples: Mapping[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
-          **labels: str) -> float:
+def total(
+    samples: Mapping[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
     """Sum of the samples called *name* whose labels include *labels*."""
     wanted = set(labels.items())
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
@@ -97,8 +100,9 @@ class StageProcess:
         try:
             self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            log.warning("%s pid=%d did not stop in %.0fs; killing", self.label,
-                        self.process.pid, timeout_s)
+            log.warning(
+                "%s pid=%d did not stop in %.0fs; killing", self.label, self.process.pid, timeout_s
+            )
             self.process.kill()
             self.process.wait(5)
 
@@ -130,12 +134,19 @@ class Pipeline:
         port_file = self.workdir / f"{tag}.port"
         port_file.unlink(missing_ok=True)
         log_path = self.workdir / f"{tag}.log"
-        env = {**os.environ, **self.child_environment(), "NEWSWIRE_METRICS__PORT_FILE": str(port_file)}
+        env = {
+            **os.environ,
+            **self.child_environment(),
+            "NEWSWIRE_METRICS__PORT_FILE": str(port_file),
+        }
         with log_path.open("ab") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "newswire", "consume", name],
-                env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads yet in the child
+                env=env,
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
             )
         log.info("started %s pid=%d (log %s)", tag, process.pid, log_path)
         return StageProcess(name, instance, process, port_file, log_path)
@@ -163,7 +174,8 @@ class Pipeline:
                 tail = _tail(stage.log_path)
                 raise NewswireError(
                     f"stage {stage.label} exited with status {stage.process.returncode}; "
-                    f"last lines of {stage.log_path}:\n{tail}", stage=stage.label,
+                    f"last lines of {stage.log_path}:\n{tail}",
+                    stage=stage.label,
                 )
 
     def metrics(self) -> dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
@@ -205,8 +217,9 @@ class Pipeline:
             if stage in self.stages
         )
 
-    def wait_until_idle(self, produced: int, *, timeout_s: float = 600.0,
-                        tick: Callable[[], None] | None = None) -> None:
+    def wait_until_idle(
+        self, produced: int, *, timeout_s: float = 600.0, tick: Callable[[], None] | None = None
+    ) -> None:
         """Block until :meth:`drained` (raises on a dead stage or after *timeout_s*)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -239,8 +252,12 @@ class Pipeline:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 

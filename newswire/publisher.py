@@ -106,8 +106,9 @@ class Publisher:
     def producer(self) -> KafkaProducer:
         """The Kafka producer, created on first use."""
         if self._producer is None:
-            self._producer = make_producer(self.settings.kafka, self.settings.producer,
-                                           role=self.name)
+            self._producer = make_producer(
+                self.settings.kafka, self.settings.producer, role=self.name
+            )
         return self._producer
 
     def publish(

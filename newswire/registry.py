@@ -51,8 +51,9 @@ def load(group: str, name: str) -> Any:
     eps = _entry_points(group)
     if name not in eps:
         known = ", ".join(sorted(eps)) or "none"
-        raise ConfigError(f"no {group.rsplit('.', 1)[-1][:-1]} named {name!r} (known: {known})",
-                          name=name)
+        raise ConfigError(
+            f"no {group.rsplit('.', 1)[-1][:-1]} named {name!r} (known: {known})", name=name
+        )
     try:
         return eps[name].load()
     except Exception as exc:

@@ -18,6 +18,7 @@ commit and leave the group.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import signal
@@ -141,7 +142,9 @@ class Runner:
         self._kafka.subscribe(list(self.consumer.topics), listener=_CommitOnRevoke(self))
         log.info(
             "%s: consuming %s as group %s",
-            self.consumer.name, ",".join(self.consumer.topics), self.consumer.group,
+            self.consumer.name,
+            ",".join(self.consumer.topics),
+            self.consumer.group,
         )
         batches = 0
         try:
@@ -227,10 +230,21 @@ class Runner:
         except SerdeError as exc:
             log.warning(
                 "%s: topic=%r partition=%d offset=%d: undecodable, to DLQ: %s",
-                self.consumer.name, record.topic, record.partition, record.offset, exc,
+                self.consumer.name,
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
             )
-            self._dead_letter(record.topic, record.partition, record.offset, record.key,
-                              value or b"", exc, attempts=1)
+            self._dead_letter(
+                record.topic,
+                record.partition,
+                record.offset,
+                record.key,
+                value or b"",
+                exc,
+                attempts=1,
+            )
             return None
         return Event(
             topic=record.topic,
@@ -254,8 +268,13 @@ class Runner:
             self.metrics.retries.labels(
                 self.consumer.name, events[0].topic, type(exc).__name__
             ).inc()
-            log.warning("%s: retriable failure on %s (attempt %d): %s",
-                        self.consumer.name, events[0].where, state.attempt_number, exc)
+            log.warning(
+                "%s: retriable failure on %s (attempt %d): %s",
+                self.consumer.name,
+                events[0].where,
+                state.attempt_number,
+                exc,
+            )
 
         retrying = Retrying(
             stop=stop_after_attempt(self.settings.runner.max_retries + 1),
@@ -266,7 +285,7 @@ class Runner:
             retry=retry_if_exception(lambda e: is_retriable(e) and not self._stop.is_set()),
             before_sleep=count_retry,
             reraise=True,
-            sleep=self._stop.wait,
+            sleep=self._sleep,
         )
         try:
             for attempt in retrying:
@@ -286,17 +305,32 @@ class Runner:
                     self._handle([event])
                 return
             event = events[0]
-            log.error("%s: %s failed after %d attempt(s), to DLQ: %s: %s",
-                      self.consumer.name, event.where, attempts, type(exc).__name__, exc)
-            self._dead_letter(event.topic, event.partition, event.offset, event.key,
-                              event.value, exc, attempts=attempts, first_failure=first_failure)
+            log.error(
+                "%s: %s failed after %d attempt(s), to DLQ: %s: %s",
+                self.consumer.name,
+                event.where,
+                attempts,
+                type(exc).__name__,
+                exc,
+            )
+            self._dead_letter(
+                event.topic,
+                event.partition,
+                event.offset,
+                event.key,
+                event.value,
+                exc,
+                attempts=attempts,
+                first_failure=first_failure,
+            )
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)  # a stop request cuts a backoff short
 
     def _call_handler(self, events: list[Event]) -> None:
         if self._per_event:
-            try:
+            with contextlib.suppress(Skip):
                 self.consumer.handle_event(events[0])
-            except Skip:
-                pass
         else:
             self.consumer.handle_batch(events)
 
@@ -338,20 +372,42 @@ class Runner:
             self._partition_counts[topic] = count
         return count
 
-    def _send(self, topic: str, value: bytes, *, key: bytes | None, partition: int | None,
-              headers: list[tuple[str, bytes]]) -> None:
+    def _send(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None,
+        partition: int | None,
+        headers: list[tuple[str, bytes]],
+    ) -> None:
         assert self._producer is not None
         self._futures.append(
-            self._producer.send(topic, value=value, key=key, partition=partition,
-                                headers=headers or None)
+            self._producer.send(
+                topic, value=value, key=key, partition=partition, headers=headers or None
+            )
         )
 
-    def _dead_letter(self, topic: str, partition: int, offset: int, key: bytes | None,
-                     value: bytes, exc: BaseException, *, attempts: int,
-                     first_failure: float | None = None) -> None:
+    def _dead_letter(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes,
+        exc: BaseException,
+        *,
+        attempts: int,
+        first_failure: float | None = None,
+    ) -> None:
         headers = dlq_headers(
-            stage=self.consumer.name, error=exc, topic=topic, partition=partition,
-            offset=offset, attempts=attempts, first_failure=first_failure or time.time(),
+            stage=self.consumer.name,
+            error=exc,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            attempts=attempts,
+            first_failure=first_failure or time.time(),
         )
         self._send(DLQ, value, key=key, partition=None, headers=headers)
         self.metrics.dlq.labels(self.consumer.name, topic, type(exc).__name__).inc()
@@ -385,8 +441,11 @@ class Runner:
             self._kafka.commit(pending)
         except CommitFailedError as exc:
             # The group rebalanced under us: the new owner gets these records again.
-            log.warning("%s: commit failed after a rebalance (records will be redelivered): %s",
-                        self.consumer.name, exc)
+            log.warning(
+                "%s: commit failed after a rebalance (records will be redelivered): %s",
+                self.consumer.name,
+                exc,
+            )
             return
         for topic in {tp.topic for tp in pending}:
             self.metrics.commits.labels(self.consumer.name, topic).inc()
@@ -394,10 +453,8 @@ class Runner:
     def forget_partition(self, tp: TopicPartition) -> None:
         """Drop the lag series of a partition this member no longer owns."""
         self._positions.pop(tp, None)
-        try:
+        with contextlib.suppress(KeyError):
             self.metrics.lag.remove(self.consumer.name, tp.topic, str(tp.partition))
-        except KeyError:
-            pass
 
     def _update_lag(self, tp: TopicPartition) -> None:
         # highwater() comes from the last fetch response: right on Apache Kafka and

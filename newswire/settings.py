@@ -93,10 +93,10 @@ class Settings(BaseSettings):
         env_prefix="NEWSWIRE_", env_nested_delimiter="__", extra="ignore"
     )
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    producer: ProducerSettings = Field(default_factory=ProducerSettings)
-    runner: RunnerSettings = Field(default_factory=RunnerSettings)
-    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
-    store: StoreSettings = Field(default_factory=StoreSettings)
-    dedup: DedupSettings = Field(default_factory=DedupSettings)
+    kafka: KafkaSettings = Field(default_factory=lambda: KafkaSettings())
+    producer: ProducerSettings = Field(default_factory=lambda: ProducerSettings())
+    runner: RunnerSettings = Field(default_factory=lambda: RunnerSettings())
+    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
+    store: StoreSettings = Field(default_factory=lambda: StoreSettings())
+    dedup: DedupSettings = Field(default_factory=lambda: DedupSettings())
     log_level: str = "INFO"

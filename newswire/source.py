@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,7 +33,7 @@ class Reject:
     origin: str
     field: str
     reason: str
-    kind: str = field(default="invalid")
+    kind: str = "invalid"
 
     def __str__(self) -> str:
         where = f" field {self.field!r}:" if self.field else ""

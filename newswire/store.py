@@ -24,17 +24,48 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore", "Store", "open_store"]
 SCHEMA_VERSION = 1
 
 _ARTICLE_COLUMNS = (
-    "id", "url", "canonical_url", "web_url", "title", "excerpt", "body", "category", "type",
-    "published_at", "provider_name", "provider_domain", "registered_domain", "topics", "images",
-    "quality", "heat", "published", "language", "language_score", "word_count",
-    "reading_time_s", "secured", "extras", "source", "ingested_at", "enriched_at", "stored_at",
+    "id",
+    "url",
+    "canonical_url",
+    "web_url",
+    "title",
+    "excerpt",
+    "body",
+    "category",
+    "type",
+    "published_at",
+    "provider_name",
+    "provider_domain",
+    "registered_domain",
+    "topics",
+    "images",
+    "quality",
+    "heat",
+    "published",
+    "language",
+    "language_score",
+    "word_count",
+    "reading_time_s",
+    "secured",
+    "extras",
+    "source",
+    "ingested_at",
+    "enriched_at",
+    "stored_at",
 )
 _DUPLICATE_COLUMNS = (
-    "url", "duplicate_of", "reason", "similarity", "id", "canonical_url", "title",
-    "provider_domain", "seen_at",
+    "url",
+    "duplicate_of",
+    "reason",
+    "similarity",
+    "id",
+    "canonical_url",
+    "title",
+    "provider_domain",
+    "seen_at",
 )
 
-_SQLITE_DDL = f"""
+_SQLITE_DDL = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS articles (
     id TEXT PRIMARY KEY,
@@ -60,7 +91,7 @@ CREATE TABLE IF NOT EXISTS articles (
     word_count INTEGER,
     reading_time_s INTEGER,
     secured TEXT,
-    extras TEXT NOT NULL DEFAULT '{{}}',
+    extras TEXT NOT NULL DEFAULT '{}',
     source TEXT,
     ingested_at TEXT,
     enriched_at TEXT,
@@ -108,26 +139,49 @@ def article_row(record: Mapping[str, Any], stored_at: str) -> tuple[Any, ...]:
     """The ``articles`` row of an (enriched) article record, in ``_ARTICLE_COLUMNS`` order."""
     provider = record.get("provider") or {}
     return (
-        record["id"], record["original_url"], record["canonical_url"], record.get("web_url"),
-        record["title"], record.get("excerpt", ""), record.get("body", ""),
-        record.get("category"), record.get("type"), _iso(record.get("published_at")),
-        provider.get("name", ""), provider.get("domain", ""), record.get("registered_domain", ""),
+        record["id"],
+        record["original_url"],
+        record["canonical_url"],
+        record.get("web_url"),
+        record["title"],
+        record.get("excerpt", ""),
+        record.get("body", ""),
+        record.get("category"),
+        record.get("type"),
+        _iso(record.get("published_at")),
+        provider.get("name", ""),
+        provider.get("domain", ""),
+        record.get("registered_domain", ""),
         json.dumps(record.get("topics") or [], ensure_ascii=False),
         json.dumps(record.get("images") or [], ensure_ascii=False),
-        record.get("quality", -1), record.get("heat", -1), int(bool(record.get("published"))),
-        record.get("language", ""), record.get("language_score", 0.0),
-        record.get("word_count", 0), record.get("reading_time_s", 0), record.get("secured"),
-        json.dumps(record.get("extras") or {}, ensure_ascii=False), record.get("source", ""),
-        _iso(record.get("ingested_at")), _iso(record.get("enriched_at")), stored_at,
+        record.get("quality", -1),
+        record.get("heat", -1),
+        int(bool(record.get("published"))),
+        record.get("language", ""),
+        record.get("language_score", 0.0),
+        record.get("word_count", 0),
+        record.get("reading_time_s", 0),
+        record.get("secured"),
+        json.dumps(record.get("extras") or {}, ensure_ascii=False),
+        record.get("source", ""),
+        _iso(record.get("ingested_at")),
+        _iso(record.get("enriched_at")),
+        stored_at,
     )
 
 
 def duplicate_row(record: Mapping[str, Any]) -> tuple[Any, ...]:
     """The ``duplicates`` row of a sighting record."""
     return (
-        record["url"], record["duplicate_of"], record["reason"], record.get("similarity", 1.0),
-        record.get("id"), record.get("canonical_url"), record.get("title", ""),
-        record.get("provider_domain", ""), _iso(record.get("seen_at")),
+        record["url"],
+        record["duplicate_of"],
+        record["reason"],
+        record.get("similarity", 1.0),
+        record.get("id"),
+        record.get("canonical_url"),
+        record.get("title", ""),
+        record.get("provider_domain", ""),
+        _iso(record.get("seen_at")),
     )
 
 
@@ -146,8 +200,9 @@ class Store:
 
     url: str
 
-    def write(self, articles: Iterable[Mapping[str, Any]],
-              sightings: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
+    def write(
+        self, articles: Iterable[Mapping[str, Any]], sightings: Iterable[Mapping[str, Any]]
+    ) -> tuple[int, int]:
         """Upsert a batch in one transaction; return (article rows, duplicate rows) written."""
         raise NotImplementedError
 
@@ -171,8 +226,9 @@ class SqliteStore(Store):
         self.url = f"sqlite:///{self.path}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=30)
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
@@ -189,15 +245,17 @@ class SqliteStore(Store):
                 elif version > SCHEMA_VERSION:
                     raise StoreError(
                         f"{self.url}: schema version {version} is newer than this newswire "
-                        f"({SCHEMA_VERSION}); upgrade newswire", version=version,
+                        f"({SCHEMA_VERSION}); upgrade newswire",
+                        version=version,
                     )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def write(self, articles: Iterable[Mapping[str, Any]],
-              sightings: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
+    def write(
+        self, articles: Iterable[Mapping[str, Any]], sightings: Iterable[Mapping[str, Any]]
+    ) -> tuple[int, int]:
         stored_at = dt.datetime.now(dt.UTC).isoformat()
         articles = list(articles)
         article_rows = [article_row(a, stored_at) for a in articles]
@@ -267,7 +325,7 @@ def sqlite_path(url: str) -> str:
     """The file path of a ``sqlite:///PATH`` URL (``sqlite:////abs`` for an absolute path)."""
     if not url.startswith("sqlite:///"):
         raise ConfigError(f"not a sqlite:/// URL: {url!r}", url=url)
-    return url[len("sqlite:///"):]
+    return url[len("sqlite:///") :]
 
 
 def open_store(url: str) -> Store:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -40,12 +41,11 @@ def ensure_topics(settings: KafkaSettings, topics: tuple[str, ...] = ALL_TOPICS)
         existing = set(admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
-            try:
+            # A concurrent process may create them first: fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(
                     [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing]
                 )
-            except TopicAlreadyExistsError:
-                pass  # created by a concurrent process: fine
             log.info("created topics %s with %d partitions", missing, settings.partitions)
         return missing
     except KafkaError as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -21,8 +20,12 @@ _SKIP_NAMES = frozenset({"readme.md", "readme.txt", "license.txt", "changelog.md
 def parse_document(origin: str, data: bytes, *, max_bytes: int) -> Document | Reject:
     """Parse one seed-format document's bytes."""
     if len(data) > max_bytes:
-        return Reject(origin, "", f"document is {len(data)} bytes, over the limit of "
-                      f"{max_bytes} bytes", kind="too_large")
+        return Reject(
+            origin,
+            "",
+            f"document is {len(data)} bytes, over the limit of {max_bytes} bytes",
+            kind="too_large",
+        )
     if not data.strip():
         return Reject(origin, "", "empty document", kind="empty")
     if b"\x00" in data:
@@ -30,26 +33,29 @@ def parse_document(origin: str, data: bytes, *, max_bytes: int) -> Document | Re
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return Reject(origin, "", f"not UTF-8 text: invalid byte at offset {exc.start}",
-                      kind="encoding")
+        return Reject(
+            origin, "", f"not UTF-8 text: invalid byte at offset {exc.start}", kind="encoding"
+        )
     lines = text.splitlines(keepends=True)
     if not lines or lines[0].strip() != "---":
-        return Reject(origin, "", "no YAML front matter (the first line must be '---')",
-                      kind="format")
+        return Reject(
+            origin, "", "no YAML front matter (the first line must be '---')", kind="format"
+        )
     end = next((i for i in range(1, len(lines)) if lines[i].rstrip() in ("---", "...")), None)
     if end is None:
         return Reject(origin, "", "front matter is not closed by a '---' line", kind="format")
     try:
-        fields = yaml.load("".join(lines[1:end]), Loader=_LOADER)  # noqa: S506 - a safe loader
+        fields = yaml.load("".join(lines[1:end]), Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 2}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         return Reject(origin, "", f"invalid YAML front matter{where}: {problem}", kind="yaml")
     if not isinstance(fields, dict):
-        return Reject(origin, "", f"front matter is a {type(fields).__name__}, not a mapping",
-                      kind="format")
-    body = "".join(lines[end + 1:]).strip("\n")
+        return Reject(
+            origin, "", f"front matter is a {type(fields).__name__}, not a mapping", kind="format"
+        )
+    body = "".join(lines[end + 1 :]).strip("\n")
     if "body" not in fields:
         fields["body"] = body
     return Document(origin, fields)
@@ -60,8 +66,13 @@ class DocumentSource(Source):
 
     name = "documents"
 
-    def __init__(self, paths: Iterable[Path], *, max_bytes: int = 5 * 1024 * 1024,
-                 suffixes: tuple[str, ...] = _DEFAULT_SUFFIXES) -> None:
+    def __init__(
+        self,
+        paths: Iterable[Path],
+        *,
+        max_bytes: int = 5 * 1024 * 1024,
+        suffixes: tuple[str, ...] = _DEFAULT_SUFFIXES,
+    ) -> None:
         self.paths = [Path(p) for p in paths]
         self.max_bytes = max_bytes
         self.suffixes = suffixes
@@ -101,8 +112,12 @@ class DocumentSource(Source):
         try:
             size = path.stat().st_size
             if size > self.max_bytes:
-                return Reject(origin, "", f"document is {size} bytes, over the limit of "
-                              f"{self.max_bytes} bytes", kind="too_large")
+                return Reject(
+                    origin,
+                    "",
+                    f"document is {size} bytes, over the limit of {self.max_bytes} bytes",
+                    kind="too_large",
+                )
             data = path.read_bytes()
         except OSError as exc:
             return Reject(origin, "", f"cannot read: {exc.strerror or exc}", kind="io")

@@ -17,8 +17,13 @@ from newswire.source import Document, Source
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], T], *, timeout: float = 60.0, every: float = 0.1,
-              what: str = "condition") -> T:
+def wait_for(
+    condition: Callable[[], T],
+    *,
+    timeout: float = 60.0,
+    every: float = 0.1,
+    what: str = "condition",
+) -> T:
     """Poll *condition* until it is truthy; fail the test after *timeout* seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -32,11 +37,15 @@ def wait_for(condition: Callable[[], T], *, timeout: float = 60.0, every: float 
 
 def read_topic(settings: Settings, topic: str, *, expect: int, timeout: float = 30.0) -> list[Any]:
     """Read *topic* from the beginning (no group) until *expect* records or the timeout."""
-    consumer = KafkaConsumer(**client_config(settings.kafka, "test-reader"),
-                             auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        **client_config(settings.kafka, "test-reader"),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     try:
-        partitions = wait_for(lambda: consumer.partitions_for_topic(topic), timeout=10,
-                              what=f"metadata of {topic}")
+        partitions = wait_for(
+            lambda: consumer.partitions_for_topic(topic), timeout=10, what=f"metadata of {topic}"
+        )
         from kafka import TopicPartition
 
         consumer.assign([TopicPartition(topic, p) for p in partitions])
@@ -75,7 +84,9 @@ def seed_fields(seed: Path) -> dict[str, Any]:
     return parsed.fields
 
 
-def generated_articles(seed: Path, n: int, *, variants_every: int = 0) -> tuple[list[Document], set[str], int]:
+def generated_articles(
+    seed: Path, n: int, *, variants_every: int = 0
+) -> tuple[list[Document], set[str], int]:
     """*n* distinct articles shaped like the seed, plus a URL variant of every
     *variants_every*-th one. Returns (documents, distinct article ids, variants)."""
     base = seed_fields(seed)

@@ -57,16 +57,22 @@ class DedupConsumer(Consumer):
         self.index = open_index(settings.state_url, settings.max_entries)
         registry = self.context.registry
         self._duplicates = Counter(
-            "newswire_dedup_duplicates_total", "Duplicates found, by reason.",
-            ("consumer", "topic", "reason"), registry=registry,
+            "newswire_dedup_duplicates_total",
+            "Duplicates found, by reason.",
+            ("consumer", "topic", "reason"),
+            registry=registry,
         )
         self._remembered = Gauge(
-            "newswire_dedup_state_entries", "Keys remembered by the dedup state.",
-            ("consumer", "topic"), registry=registry,
+            "newswire_dedup_state_entries",
+            "Keys remembered by the dedup state.",
+            ("consumer", "topic"),
+            registry=registry,
         )
         self._evictions = Counter(
-            "newswire_dedup_evictions_total", "Keys evicted from the dedup state at its bound.",
-            ("consumer", "topic"), registry=registry,
+            "newswire_dedup_evictions_total",
+            "Keys evicted from the dedup state at its bound.",
+            ("consumer", "topic"),
+            registry=registry,
         )
         self._remembered.labels(self.name, RAW).set(len(self.index))
 
@@ -109,8 +115,12 @@ class DedupConsumer(Consumer):
         for event, verdict in zip(events, verdicts, strict=True):
             if verdict.duplicate:
                 self._duplicates.labels(self.name, event.topic, verdict.reason).inc()
-                self.emit(DUPLICATES, self._sighting(event, verdict, now), schema=SIGHTING,
-                          key=verdict.kept_id)
+                self.emit(
+                    DUPLICATES,
+                    self._sighting(event, verdict, now),
+                    schema=SIGHTING,
+                    key=verdict.kept_id,
+                )
             else:
                 self.emit(UNIQUE, event.value, key=event.key, partition=event.partition)
         self._remembered.labels(self.name, RAW).set(len(self.index))

@@ -42,7 +42,9 @@ out = Console()
 
 Bootstrap = Annotated[
     str | None,
-    typer.Option("--bootstrap", "-b", help="Kafka bootstrap HOST:PORT [env NEWSWIRE_KAFKA__BOOTSTRAP]"),
+    typer.Option(
+        "--bootstrap", "-b", help="Kafka bootstrap HOST:PORT [env NEWSWIRE_KAFKA__BOOTSTRAP]"
+    ),
 ]
 
 # Exit statuses.
@@ -122,8 +124,9 @@ def consumers_list() -> None:
     """List the consumers `newswire consume` can run."""
     table = Table("name", "kind", "class", "package")
     for found in plugins.available(plugins.CONSUMERS):
-        table.add_row(found.name, "built-in" if found.builtin else "plug-in", found.target,
-                      found.distribution)
+        table.add_row(
+            found.name, "built-in" if found.builtin else "plug-in", found.target, found.distribution
+        )
     out.print(table)
 
 
@@ -157,16 +160,16 @@ def _document_sources(paths: list[Path], settings: Settings) -> list[Source]:
     return [source_class(paths, max_bytes=settings.producer.max_document_bytes)]
 
 
-def _publish(publisher: Publisher, sources: list[Source], rejects: RejectsFile,
-             progress: bool) -> PublishSummary:
+def _publish(
+    publisher: Publisher, sources: list[Source], rejects: RejectsFile, progress: bool
+) -> PublishSummary:
     if not progress:
         return publisher.publish(sources, rejects=rejects)
     total = sum(s.count() or 0 for s in sources) or None
     columns = (TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("produce", total=total)
-        return publisher.publish(sources, rejects=rejects,
-                                 on_item=lambda _item: bar.advance(task))
+        return publisher.publish(sources, rejects=rejects, on_item=lambda _item: bar.advance(task))
 
 
 def _print_produce_summary(summary: PublishSummary, rejects: RejectsFile) -> None:
@@ -210,15 +213,26 @@ def produce(
 @app.command()
 def run(
     paths: Annotated[list[Path] | None, typer.Argument(help="Documents to produce.")] = None,
-    store: Annotated[str | None, typer.Option(help="Store URL [default sqlite:///newswire.db]")] = None,
-    bootstrap: Annotated[
-        str | None, typer.Option("--bootstrap", "-b", help="Use this broker instead of an embedded one.")
+    store: Annotated[
+        str | None, typer.Option(help="Store URL [default sqlite:///newswire.db]")
     ] = None,
-    until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit once every stage has drained.")] = False,
-    scale: Annotated[list[str] | None, typer.Option(help="Instances of a stage, e.g. dedup=2.")] = None,
-    workdir: Annotated[Path | None, typer.Option(help="Logs and state [default: a temp dir].")] = None,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option("--bootstrap", "-b", help="Use this broker instead of an embedded one."),
+    ] = None,
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="Exit once every stage has drained.")
+    ] = False,
+    scale: Annotated[
+        list[str] | None, typer.Option(help="Instances of a stage, e.g. dedup=2.")
+    ] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Logs and state [default: a temp dir].")
+    ] = None,
     partitions: Annotated[int | None, typer.Option(help="Partitions per topic.")] = None,
-    timeout: Annotated[float, typer.Option(help="--until-idle: give up after this many seconds.")] = 900.0,
+    timeout: Annotated[
+        float, typer.Option(help="--until-idle: give up after this many seconds.")
+    ] = 900.0,
 ) -> None:
     """Run the whole pipeline: broker, topics, dedup → enrich → store, then produce PATHS."""
     from newswire.pipeline import Pipeline, parse_scale
@@ -241,14 +255,21 @@ def run(
         try:
             pipeline = Pipeline(settings, work, stages=parse_scale(scale or []))
             with pipeline:
-                out.print(f"pipeline up: broker {settings.kafka.bootstrap}, stages "
-                          + ", ".join(p.label for p in pipeline.processes) + f", logs in {work}")
+                out.print(
+                    f"pipeline up: broker {settings.kafka.bootstrap}, stages "
+                    + ", ".join(p.label for p in pipeline.processes)
+                    + f", logs in {work}"
+                )
                 summary = PublishSummary()
                 if paths:
                     publisher = Publisher(settings)
                     try:
-                        summary = _publish(publisher, _document_sources(paths, settings),
-                                           rejects_file, sys.stderr.isatty())
+                        summary = _publish(
+                            publisher,
+                            _document_sources(paths, settings),
+                            rejects_file,
+                            sys.stderr.isatty(),
+                        )
                     finally:
                         publisher.close()
                         rejects_file.close()

@@ -20,8 +20,9 @@ NEWSWIRE = [sys.executable, "-m", "newswire"]
 
 
 def newswire(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*NEWSWIRE, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [*NEWSWIRE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def test_help_lists_the_commands(tmp_path: Path) -> None:
@@ -34,8 +35,16 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 def test_run_until_idle_stores_each_article_once_and_cleans_up(tmp_path: Path) -> None:
     store = tmp_path / "out.db"
     work = tmp_path / "work"
-    result = newswire("run", str(ARTICLES), "--store", f"sqlite:///{store}", "--until-idle",
-                      "--workdir", str(work), cwd=tmp_path)
+    result = newswire(
+        "run",
+        str(ARTICLES),
+        "--store",
+        f"sqlite:///{store}",
+        "--until-idle",
+        "--workdir",
+        str(work),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "articles in store" in result.stdout
     db = sqlite3.connect(store)
@@ -58,9 +67,16 @@ def test_produce_reports_rejects_and_exits_1(tmp_path: Path) -> None:
         shutil.copy(ARTICLES / name, docs / name)
     (docs / "binary.txt").write_bytes(b"\x00\xff\xfe garbage")
     with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
-        result = newswire("produce", str(docs), "--bootstrap", broker.bootstrap,
-                          "--rejects", str(tmp_path / "rejects.jsonl"), "--no-progress",
-                          cwd=tmp_path)
+        result = newswire(
+            "produce",
+            str(docs),
+            "--bootstrap",
+            broker.bootstrap,
+            "--rejects",
+            str(tmp_path / "rejects.jsonl"),
+            "--no-progress",
+            cwd=tmp_path,
+        )
     assert result.returncode == 1, result.stderr[-3000:]
     assert "1 sent, 3 rejected" in result.stdout
     rejects = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]

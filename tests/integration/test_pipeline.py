@@ -107,7 +107,9 @@ def test_url_variants_collapse_and_malformed_documents_are_reported(
     assert {d["duplicate_of"] for d in duplicates} == {kept[0]["id"]}
     assert {d["reason"] for d in duplicates} == {"url"}
 
-    reported = [json.loads(line) for line in settings.producer.rejects_path.read_text().splitlines()]
+    reported = [
+        json.loads(line) for line in settings.producer.rejects_path.read_text().splitlines()
+    ]
     by_file = {Path(r["origin"]).name: r for r in reported}
     assert by_file["bad_missing_title.txt"]["field"] == "title"
     assert by_file["bad_relative_url.txt"]["field"] == "originalUrl"
@@ -162,8 +164,13 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     pipeline.processes.remove(stage)
     pipeline.processes.append(pipeline.spawn(victim))
 
-    wait_for(lambda: count(settings, "articles") >= len(ids)
-             and count(settings, "duplicates") >= variants, timeout=120, what="drain")
+    wait_for(
+        lambda: (
+            count(settings, "articles") >= len(ids) and count(settings, "duplicates") >= variants
+        ),
+        timeout=120,
+        what="drain",
+    )
     stored = {r["id"] for r in rows(settings, "SELECT id FROM articles")}
     assert stored == ids
     assert count(settings, "duplicates") == variants

@@ -1,0 +1,712 @@
+#!/usr/bin/env python3
+"""Throughput of each consumer stage against a raw kafka-python consumer (DESIGN §7).
+
+For each stage (dedup, enrich, store) this
+
+1. starts a fresh embedded Tansu broker (unless ``--bootstrap``), creates the
+   topics (6 partitions) and pre-produces N seed-shaped articles (~2.6 KB Avro)
+   to the stage's input topic: ``articles.raw`` (with ~10% URL-variant
+   duplicates) for dedup, ``articles.unique`` for enrich, ``articles.enriched``
+   for store;
+2. measures the *baseline*: a raw kafka-python ``KafkaConsumer`` built by
+   ``newswire.kafka.make_consumer`` (same config: raw bytes, no auto commit) in a
+   fresh group that polls the same input and only decodes each value with
+   ``SingleObjectSerde.decode``;
+3. measures the stage: ``newswire.runner.Runner`` with the stage's consumer, in
+   this process, until ``newswire_consumer_records_in_total`` reaches N.
+
+Both are timed from the first record consumed (the group join and the first
+fetch are excluded) to the last record decoded (baseline) or the last commit
+(stage). The ratio stage/baseline is the number to watch (target >= 0.5).
+
+Optionally (``--state-sizes``) it times dedup's per-article cost without Kafka
+with its SQLite state pre-filled with 10k and 1M remembered keys, and
+(``--profile STAGE``) runs one stage again under cProfile.
+
+    .venv/bin/python benchmarks/bench_stages.py [--articles 5000] [--stages dedup,enrich,store]
+        [--bootstrap HOST:PORT] [--json] [--state-sizes 10000,1000000] [--profile STAGE]
+
+With ``--bootstrap`` the broker is not started: each measurement uses fresh
+consumer groups whose offsets start at the current end of the input topic, but
+the records are produced to the pipeline's real topic names (``articles.*``) —
+use a scratch broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import datetime as dt
+import io
+import json
+import logging
+import os
+import platform
+import pstats
+import random
+import re
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kafka
+import yaml
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import CollectorRegistry
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(REPO))
+
+from consumers.dedup import DedupConsumer  # noqa: E402
+from consumers.enrich import EnrichConsumer, Enricher  # noqa: E402
+from consumers.store import StoreConsumer  # noqa: E402
+from newswire import Consumer, Context, Event  # noqa: E402
+from newswire.broker import EmbeddedBroker  # noqa: E402
+from newswire.kafka import client_config, make_consumer, make_producer  # noqa: E402
+from newswire.model import Article  # noqa: E402
+from newswire.runner import Runner  # noqa: E402
+from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SingleObjectSerde  # noqa: E402
+from newswire.settings import Settings  # noqa: E402
+from newswire.topics import ENRICHED, RAW, UNIQUE, ensure_topics  # noqa: E402
+
+SEED = REPO / "tests" / "fixtures" / "articles" / "000_e6160929f81e6bcd.txt"
+PARTITIONS = 6
+TARGET_RATIO = 0.5
+STAGE_TIMEOUT_S = 120.0
+
+STAGES: dict[str, tuple[type[Consumer], str]] = {
+    "dedup": (DedupConsumer, RAW),
+    "enrich": (EnrichConsumer, UNIQUE),
+    "store": (StoreConsumer, ENRICHED),
+}
+
+log = logging.getLogger("bench")
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def load_seed() -> dict[str, Any]:
+    """The seed article's front-matter fields (and its empty body)."""
+    text = SEED.read_text(encoding="utf-8")
+    _, front, body = text.split("---\n", 2)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    fields = yaml.load(front, Loader=loader)
+    fields["body"] = body.strip("\n")
+    return fields
+
+
+# URL variants that canonicalise to the original (DESIGN §2): dedup's "url" duplicates.
+_VARIANTS: tuple[Callable[[str], str], ...] = (
+    lambda u: u + "?utm_source=newsletter&utm_medium=email&utm_campaign=bench",
+    lambda u: u + "/#comments",
+    lambda u: u.replace("https://www.", "http://"),
+    lambda u: u + "?amp",
+    lambda u: u + "?fbclid=IwAR0bench",
+)
+
+
+def article_fields(seed: dict[str, Any], i: int) -> dict[str, Any]:
+    """The seed's fields with title, URLs and excerpt varied deterministically by *i*."""
+    rng = random.Random(i)
+    words = seed["excerpt"].split()
+    rng.shuffle(words)
+    title_words = seed["title"].split()
+    rng.shuffle(title_words)
+    fields = dict(seed)
+    fields["title"] = f"{' '.join(title_words)} #{i}"
+    fields["excerpt"] = " ".join(words)
+    url = re.sub(
+        r"/news/(\d+)/([^/]+)$",
+        lambda m: f"/news/{int(m.group(1)) + i}/{m.group(2)}-{i}",
+        seed["originalUrl"],
+    )
+    fields["originalUrl"] = fields["webUrl"] = url
+    fields["publishedDateTime"] = seed["publishedDateTime"] + dt.timedelta(seconds=i)
+    return fields
+
+
+@dataclass
+class Dataset:
+    """The pre-encoded inputs: (key, value) per topic, and what dedup should find."""
+
+    raw: list[tuple[bytes, bytes]]
+    unique: list[tuple[bytes, bytes]]
+    enriched: list[tuple[bytes, bytes]]
+    duplicates: int
+    avro_bytes: float
+    enriched_avro_bytes: float
+    build_s: float
+
+    def for_topic(self, topic: str) -> list[tuple[bytes, bytes]]:
+        """The records to produce to *topic*."""
+        return {RAW: self.raw, UNIQUE: self.unique, ENRICHED: self.enriched}[topic]
+
+
+def build_dataset(
+    n: int, serde: SingleObjectSerde, stages: list[str], dup_every: int = 10
+) -> Dataset:
+    """N articles; for articles.raw every *dup_every*-th is a URL variant of an earlier one."""
+    started = time.perf_counter()
+    seed = load_seed()
+    now = dt.datetime.now(dt.UTC)
+
+    def record_of(fields: dict[str, Any]) -> dict[str, Any]:
+        article = Article.model_validate(fields)
+        record = article.model_dump()
+        record["ingested_at"] = now
+        record["source"] = "bench"
+        return record
+
+    records = [record_of(article_fields(seed, i)) for i in range(n)]
+    unique = [(r["id"].encode(), serde.encode(ARTICLE, r)) for r in records]
+
+    raw: list[tuple[bytes, bytes]] = []
+    duplicates = 0
+    if "dedup" in stages:
+        for i in range(n):
+            if i % dup_every == dup_every - 1:
+                original = i - 1 - (i // dup_every) % (dup_every - 1)
+                fields = article_fields(seed, original)
+                variant = _VARIANTS[(i // dup_every) % len(_VARIANTS)](fields["originalUrl"])
+                fields["originalUrl"] = fields["webUrl"] = variant
+                record = record_of(fields)
+                if record["id"] != records[original]["id"]:
+                    raise SystemExit(
+                        f"URL variant {variant} does not canonicalise to the "
+                        f"original; fix the bench's _VARIANTS"
+                    )
+                raw.append((record["id"].encode(), serde.encode(ARTICLE, record)))
+                duplicates += 1
+            else:
+                raw.append(unique[i])
+
+    enriched: list[tuple[bytes, bytes]] = []
+    if "store" in stages:
+        enricher = Enricher()
+        enriched = [
+            (r["id"].encode(), serde.encode(ENRICHED_ARTICLE, enricher.enrich(r))) for r in records
+        ]
+    return Dataset(
+        raw=raw,
+        unique=unique,
+        enriched=enriched,
+        duplicates=duplicates,
+        avro_bytes=sum(len(v) for _, v in unique) / max(1, n),
+        enriched_avro_bytes=sum(len(v) for _, v in enriched) / max(1, len(enriched)),
+        build_s=time.perf_counter() - started,
+    )
+
+
+# -- broker, settings, inputs ----------------------------------------------------------------
+
+
+def make_settings(bootstrap: str, workdir: Path) -> Settings:
+    """Settings of DESIGN §6 for the embedded mode, with stores in *workdir*."""
+    s = Settings()
+    s.kafka.bootstrap = bootstrap
+    s.kafka.partitions = PARTITIONS
+    s.kafka.session_timeout_ms = 2000
+    s.kafka.heartbeat_interval_ms = 500
+    s.store.url = f"sqlite:///{workdir / 'store.db'}"
+    s.dedup.state_url = f"sqlite:///{workdir / 'dedup.sqlite'}"
+    s.metrics.enabled = False
+    s.producer.rejects_path = workdir / "rejects.jsonl"
+    return s
+
+
+@contextlib.contextmanager
+def broker_for(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[str, int | None]]:
+    """(bootstrap, broker pid or None): a fresh embedded broker, or the one given."""
+    if args.bootstrap:
+        yield args.bootstrap, None
+        return
+    broker = EmbeddedBroker(log_path=workdir / "broker.log")
+    try:
+        broker.start()
+        assert broker.process is not None
+        yield broker.bootstrap, broker.process.pid
+    finally:
+        broker.stop()  # by PID: SIGTERM, then SIGKILL
+
+
+def produce(s: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> float:
+    """Send *records* keyed (murmur2 partitioning, like the publisher); return seconds."""
+    started = time.perf_counter()
+    producer = make_producer(s.kafka, s.producer, role="bench-load")
+    try:
+        futures = [producer.send(topic, key=k, value=v) for k, v in records]
+        producer.flush()
+        failed = [f.exception for f in futures if f.failed()]
+        if failed:
+            raise SystemExit(f"pre-producing {topic}: {len(failed)} records failed: {failed[0]}")
+    finally:
+        producer.close(timeout=10)
+    return time.perf_counter() - started
+
+
+def end_offsets(s: Settings, topic: str) -> dict[TopicPartition, int]:
+    """The true end of each partition of *topic* (reads past Tansu's short ListOffsets)."""
+    probe = KafkaConsumer(
+        **client_config(s.kafka, "bench-probe"),
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    try:
+        parts = probe.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        probe.assign(tps)
+        probe.seek_to_end(*tps)
+        # On Tansu ListOffsets can stop short by part of the last batch (DESIGN §6): read on.
+        while probe.poll(timeout_ms=1000):
+            pass
+        return {tp: probe.position(tp) for tp in tps}
+    finally:
+        probe.close()
+
+
+def start_group_at(s: Settings, group: str, offsets: dict[TopicPartition, int]) -> None:
+    """Commit *offsets* for a fresh *group*, so that it starts there."""
+    if not any(offsets.values()):
+        return  # empty topic: auto_offset_reset=earliest starts at 0 anyway
+    c = KafkaConsumer(
+        **client_config(s.kafka, "bench-seek"), group_id=group, enable_auto_commit=False
+    )
+    try:
+        c.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+    finally:
+        c.close(autocommit=False)
+
+
+# -- measurements ----------------------------------------------------------------------------
+
+
+def _cpu_of(pid: int | None) -> float:
+    """User+system CPU seconds of process *pid* so far (Linux), 0 if unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+@dataclass
+class Result:
+    """One timed run."""
+
+    name: str
+    records: int
+    seconds: float
+    cpu_s: float = 0.0
+    broker_cpu_s: float = 0.0
+    out: dict[str, float] = field(default_factory=dict)
+    complete: bool = True
+
+    @property
+    def rate(self) -> float:
+        """Records per second."""
+        return self.records / self.seconds if self.seconds else 0.0
+
+
+def run_baseline(s: Settings, topic: str, n: int, group: str, broker_pid: int | None) -> Result:
+    """A raw consumer (make_consumer's config) that only decodes, until it has seen *n*."""
+    serde = SingleObjectSerde()
+    decode = serde.decode
+    consumer = make_consumer(s.kafka, group, role="bench-baseline")
+    consumer.subscribe([topic])
+    seen = 0
+    t0: float | None = None
+    cpu0 = bcpu0 = 0.0
+    deadline = time.monotonic() + STAGE_TIMEOUT_S
+    try:
+        while seen < n and time.monotonic() < deadline:
+            polled = consumer.poll(
+                timeout_ms=s.runner.poll_timeout_ms, max_records=s.kafka.max_poll_records
+            )
+            if not polled:
+                continue
+            if t0 is None:
+                t0, cpu0, bcpu0 = time.perf_counter(), time.process_time(), _cpu_of(broker_pid)
+            for records in polled.values():
+                for record in records:
+                    decode(record.value)
+                seen += sum(1 for _ in records)
+        t1, cpu1, bcpu1 = time.perf_counter(), time.process_time(), _cpu_of(broker_pid)
+    finally:
+        consumer.close(autocommit=False)
+    return Result("baseline", seen, t1 - (t0 or t1), cpu1 - cpu0, bcpu1 - bcpu0, complete=seen >= n)
+
+
+def run_stage(
+    cls: type[Consumer],
+    topic: str,
+    s: Settings,
+    n: int,
+    broker_pid: int | None,
+    profile: cProfile.Profile | None = None,
+) -> Result:
+    """Run a Runner of *cls* in this thread until it has committed *n* records of *topic*."""
+    consumer = cls()
+    registry = CollectorRegistry()
+    runner = Runner(consumer, s, registry=registry)
+    labels = {"consumer": consumer.name, "topic": topic}
+    marks: dict[str, float] = {}
+    process = runner._process  # wrapped to time the window the runner is busy with records
+
+    def timed_process(polled: dict[TopicPartition, list[Any]]) -> None:
+        if "t0" not in marks:
+            marks.update(
+                t0=time.perf_counter(), cpu0=time.process_time(), bcpu0=_cpu_of(broker_pid)
+            )
+            if profile is not None:
+                profile.enable()
+        process(polled)
+        done = registry.get_sample_value("newswire_consumer_records_in_total", labels) or 0
+        if done >= n and "t1" not in marks:
+            if profile is not None:
+                profile.disable()
+            marks.update(
+                t1=time.perf_counter(), cpu1=time.process_time(), bcpu1=_cpu_of(broker_pid)
+            )
+            runner.stop()
+
+    runner._process = timed_process  # type: ignore[method-assign]
+    watchdog = threading.Timer(STAGE_TIMEOUT_S, runner.stop)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        runner.run()
+    finally:
+        watchdog.cancel()
+        if profile is not None:
+            profile.disable()
+    done = int(registry.get_sample_value("newswire_consumer_records_in_total", labels) or 0)
+    if "t1" not in marks:
+        marks.update(t1=time.perf_counter(), cpu1=time.process_time(), bcpu1=_cpu_of(broker_pid))
+    out: dict[str, float] = {}
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name in (
+                "newswire_consumer_records_out_total",
+                "newswire_consumer_dlq_total",
+                "newswire_dedup_duplicates_total",
+                "newswire_store_rows_written_total",
+            ):
+                key = f"{sample.name.removeprefix('newswire_')}[{sample.labels.get('topic')}]"
+                out[key] = out.get(key, 0) + sample.value
+    t0 = marks.get("t0", marks["t1"])
+    return Result(
+        consumer.name,
+        done,
+        marks["t1"] - t0,
+        marks["cpu1"] - marks.get("cpu0", 0.0),
+        marks["bcpu1"] - marks.get("bcpu0", 0.0),
+        out,
+        complete=done >= n,
+    )
+
+
+@dataclass
+class StageReport:
+    """A stage and the baseline measured on the same input in the same run."""
+
+    stage: str
+    topic: str
+    produce_s: float
+    baseline: Result
+    result: Result
+
+    @property
+    def ratio(self) -> float:
+        """Stage throughput / baseline throughput."""
+        return self.result.rate / self.baseline.rate if self.baseline.rate else 0.0
+
+
+def measure(
+    stage: str, args: argparse.Namespace, data: Dataset, profile: cProfile.Profile | None = None
+) -> StageReport:
+    """One stage on a fresh broker (or fresh groups on --bootstrap): input, baseline, stage."""
+    _, topic = STAGES[stage]
+    records = data.for_topic(topic)
+    with tempfile.TemporaryDirectory(prefix=f"bench-{stage}-") as tmp:
+        workdir = Path(tmp)
+        with broker_for(args, workdir) as (bootstrap, pid):
+            s = make_settings(bootstrap, workdir)
+            ensure_topics(s.kafka)
+            start = end_offsets(s, topic) if args.bootstrap else {}
+            produce_s = produce(s, topic, records)
+            base_group = f"bench.baseline.{uuid.uuid4().hex[:8]}"
+            start_group_at(s, base_group, start)
+            baseline = run_baseline(s, topic, len(records), base_group, pid)
+            cls = STAGES[stage][0]
+            if args.bootstrap:  # an existing broker: a fresh group, starting at the new input
+                name = f"{cls.name}-bench-{uuid.uuid4().hex[:8]}"
+                cls = type(cls.__name__, (cls,), {"name": name})
+                start_group_at(s, cls().group, start)
+            result = run_stage(cls, topic, s, len(records), pid, profile=profile)
+    return StageReport(stage, topic, produce_s, baseline, result)
+
+
+# -- dedup state size ------------------------------------------------------------------------
+
+
+def dedup_state_cost(
+    data: Dataset, sizes: list[int], events_n: int, budget_s: float = 120.0
+) -> list[dict[str, Any]]:
+    """Per-article cost of DedupConsumer.handle_batch (no Kafka; emit is a no-op) with the
+    SQLite state pre-filled with *sizes* remembered keys (bound: the default 1M)."""
+    serde = SingleObjectSerde()
+    events = []
+    for offset, (key, value) in enumerate(data.raw[:events_n]):
+        schema, record = serde.decode(value)
+        events.append(
+            Event(
+                topic=RAW,
+                partition=offset % PARTITIONS,
+                offset=offset,
+                key=key,
+                value=value,
+                schema=schema,
+                record=record,
+            )
+        )
+    results: list[dict[str, Any]] = []
+    started = time.monotonic()
+    for size in sizes:
+        if time.monotonic() - started > budget_s:
+            results.append({"prefilled_keys": size, "skipped": "time budget"})
+            continue
+        with tempfile.TemporaryDirectory(prefix="bench-dedup-state-") as tmp:
+            s = Settings()
+            s.dedup.state_url = f"sqlite:///{Path(tmp) / 'dedup.sqlite'}"
+            consumer = DedupConsumer()
+            consumer.bind(
+                Context(
+                    settings=s, registry=CollectorRegistry(), emit=lambda *a, **k: None, log=log
+                )
+            )
+            consumer.setup()
+            try:
+                from consumers.dedup.state import Claim
+
+                t_fill = time.perf_counter()
+                chunk = 50_000
+                for lo in range(0, size, chunk):
+                    keys = [f"u:{i:016x}{'f' * 16}" for i in range(lo, min(size, lo + chunk))]
+                    consumer.index.claim(keys, Claim("0" * 16, f"{RAW}/0/{lo}", ""))
+                    consumer.index.commit()
+                fill_s = time.perf_counter() - t_fill
+                t0 = time.perf_counter()
+                for lo in range(0, len(events), 1000):
+                    consumer.handle_batch(events[lo : lo + 1000])
+                elapsed = time.perf_counter() - t0
+            finally:
+                consumer.close()
+        results.append(
+            {
+                "prefilled_keys": size,
+                "events": len(events),
+                "us_per_article": elapsed / len(events) * 1e6,
+                "articles_per_s": len(events) / elapsed,
+                "fill_s": fill_s,
+            }
+        )
+    return results
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def environment() -> dict[str, Any]:
+    """Versions and the fast-path extensions that matter for throughput."""
+    try:
+        import crc32c  # noqa: F401
+
+        has_crc32c = True
+    except ImportError:
+        has_crc32c = False
+    import fastavro
+
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "kafka_python": kafka.__version__,
+        "fastavro": fastavro.__version__,
+        "crc32c_importable": has_crc32c,
+        "cpus": os.cpu_count(),
+    }
+
+
+def print_table(
+    env: dict[str, Any],
+    data: Dataset,
+    args: argparse.Namespace,
+    reports: list[StageReport],
+    state: list[dict[str, Any]],
+) -> None:
+    print(
+        f"Python {env['python']} ({env['implementation']}), kafka-python {env['kafka_python']}, "
+        f"fastavro {env['fastavro']}, crc32c importable: {env['crc32c_importable']}, "
+        f"{env['cpus']} CPUs"
+    )
+    broker = args.bootstrap or "embedded Tansu (fresh per stage)"
+    print(
+        f"{args.articles} articles, {data.avro_bytes:.0f} B Avro each "
+        f"(enriched {data.enriched_avro_bytes:.0f} B), {data.duplicates} URL-variant "
+        f"duplicates on {RAW}; broker: {broker}; inputs built in {data.build_s:.1f}s"
+    )
+    print()
+    head = (
+        f"{'stage':<8} {'input':<18} {'records':>7} {'seconds':>8} {'rec/s':>8} "
+        f"{'base rec/s':>10} {'ratio':>6}  {'cpu%':>5} {'brk cpu%':>8}  verdict"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in reports:
+        res, base = r.result, r.baseline
+        verdict = "ok" if r.ratio >= TARGET_RATIO else f"BELOW {TARGET_RATIO}"
+        if not res.complete or not base.complete:
+            verdict = "INCOMPLETE (timeout)"
+        cpu = 100 * res.cpu_s / res.seconds if res.seconds else 0
+        bcpu = 100 * res.broker_cpu_s / res.seconds if res.seconds else 0
+        print(
+            f"{r.stage:<8} {r.topic:<18} {res.records:>7} {res.seconds:>8.3f} "
+            f"{res.rate:>8.0f} {base.rate:>10.0f} {r.ratio:>6.2f}  {cpu:>5.0f} {bcpu:>8.0f}  "
+            f"{verdict}"
+        )
+    print()
+    for r in reports:
+        base = r.baseline
+        cpu = 100 * base.cpu_s / base.seconds if base.seconds else 0
+        outs = ", ".join(f"{k}={v:.0f}" for k, v in sorted(r.result.out.items()))
+        print(
+            f"  {r.stage}: baseline {base.records} in {base.seconds:.3f}s (cpu {cpu:.0f}%); "
+            f"pre-produce {r.produce_s:.2f}s; {outs}"
+        )
+    if state:
+        print()
+        print("dedup handle_batch per article, no Kafka (state pre-filled; bound 1M keys):")
+        for row in state:
+            if "skipped" in row:
+                print(f"  {row['prefilled_keys']:>9} keys: skipped ({row['skipped']})")
+            else:
+                print(
+                    f"  {row['prefilled_keys']:>9} keys: {row['us_per_article']:7.1f} µs/article"
+                    f" ({row['articles_per_s']:.0f}/s; fill {row['fill_s']:.1f}s)"
+                )
+
+
+def print_profile(profile: cProfile.Profile, stage: str, limit: int) -> None:
+    out = io.StringIO()
+    stats = pstats.Stats(profile, stream=out)
+    stats.strip_dirs()
+    print(f"\ncProfile of {stage} (main thread, first record → last commit), by tottime:")
+    stats.sort_stats("tottime").print_stats(limit)
+    print(out.getvalue())
+    out.seek(0)
+    out.truncate()
+    print(f"cProfile of {stage}, by cumulative time:")
+    stats.sort_stats("cumulative").print_stats(limit)
+    print(out.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--articles", type=int, default=5000, help="records per stage")
+    parser.add_argument("--bootstrap", help="use this broker (host:port) instead of Tansu")
+    parser.add_argument(
+        "--stages", default="dedup,enrich,store", help="comma-separated: dedup, enrich, store"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--state-sizes",
+        default="10000,1000000",
+        help="dedup state pre-fill sizes for the no-Kafka cost ('' skips)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="STAGE",
+        help="also run STAGE under cProfile and print the top functions",
+    )
+    parser.add_argument("--profile-limit", type=int, default=30)
+    args = parser.parse_args(argv)
+
+    stages = [x.strip() for x in args.stages.split(",") if x.strip()]
+    unknown = [x for x in stages + ([args.profile] if args.profile else []) if x not in STAGES]
+    if unknown:
+        parser.error(f"unknown stage(s) {unknown}; choose from {sorted(STAGES)}")
+    sizes = [int(x) for x in args.state_sizes.split(",") if x.strip()]
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    env = environment()
+    serde = SingleObjectSerde()
+    need = stages + ([args.profile] if args.profile else [])
+    if sizes:
+        need.append("dedup")
+    data = build_dataset(args.articles, serde, need)
+    reports = [measure(stage, args, data) for stage in stages]
+    state = dedup_state_cost(data, sizes, min(args.articles, 5000)) if sizes else []
+    profile_report = None
+    profile = cProfile.Profile() if args.profile else None
+    if args.profile and profile is not None:
+        profile_report = measure(args.profile, args, data, profile=profile)
+
+    if args.json:
+        doc = {
+            "environment": env,
+            "articles": args.articles,
+            "avro_bytes": data.avro_bytes,
+            "enriched_avro_bytes": data.enriched_avro_bytes,
+            "duplicates": data.duplicates,
+            "target_ratio": TARGET_RATIO,
+            "stages": [
+                {
+                    "stage": r.stage,
+                    "topic": r.topic,
+                    "records": r.result.records,
+                    "seconds": r.result.seconds,
+                    "records_per_s": r.result.rate,
+                    "cpu_s": r.result.cpu_s,
+                    "broker_cpu_s": r.result.broker_cpu_s,
+                    "complete": r.result.complete,
+                    "out": r.result.out,
+                    "baseline": {**asdict(r.baseline), "records_per_s": r.baseline.rate},
+                    "ratio": r.ratio,
+                    "meets_target": r.ratio >= TARGET_RATIO,
+                }
+                for r in reports
+            ],
+            "dedup_state": state,
+        }
+        if profile_report is not None:
+            doc["profiled"] = {
+                "stage": profile_report.stage,
+                "records_per_s": profile_report.result.rate,
+            }
+        print(json.dumps(doc, indent=2))
+    else:
+        print_table(env, data, args, reports, state)
+        if profile is not None and profile_report is not None:
+            print(
+                f"\n(profiled run of {profile_report.stage}: "
+                f"{profile_report.result.rate:.0f} rec/s under cProfile)"
+            )
+            print_profile(profile, profile_report.stage, args.profile_limit)
+    incomplete = [r.stage for r in reports if not (r.result.complete and r.baseline.complete)]
+    return 1 if incomplete else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
