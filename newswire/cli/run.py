@@ -1,0 +1,117 @@
+"""``newswire run``: the whole pipeline on one machine."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from newswire.cli.common import fail, load_settings, out, raise_on_sigterm
+from newswire.cli.produce import document_sources, print_produce_summary, publish
+from newswire.errors import NewswireError
+from newswire.publisher import Publisher, PublishSummary
+from newswire.settings import Settings
+from newswire.source import RejectsFile
+
+
+def run(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Documents to produce.")] = None,
+    store: Annotated[
+        str | None, typer.Option(help="Store URL [default sqlite:///newswire.db]")
+    ] = None,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option("--bootstrap", "-b", help="Use this broker instead of an embedded one."),
+    ] = None,
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="Exit once every stage has drained.")
+    ] = False,
+    scale: Annotated[
+        list[str] | None, typer.Option(help="Instances of a stage, e.g. dedup=2.")
+    ] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Logs and state [default: a temp dir].")
+    ] = None,
+    partitions: Annotated[int | None, typer.Option(help="Partitions per topic.")] = None,
+    timeout: Annotated[
+        float, typer.Option(help="--until-idle: give up after this many seconds.")
+    ] = 900.0,
+) -> None:
+    """Run the whole pipeline: broker, topics, dedup → enrich → store, then produce PATHS."""
+    from newswire.pipeline import Pipeline, parse_scale
+
+    settings = load_settings(store__url=store, kafka__partitions=partitions)
+    settings.kafka.bootstrap = bootstrap or ""
+    if not bootstrap:
+        # The embedded broker: fast group joins and failover (DESIGN §6).
+        settings.kafka.session_timeout_ms = 2000
+        settings.kafka.heartbeat_interval_ms = 500
+    raise_on_sigterm()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="newswire-run-") as tmp:
+        work = workdir or Path(tmp)
+        if not bootstrap:
+            # Offsets of a memory-only broker mean nothing after it stops, and dedup
+            # state records offsets: keep that state with the run.
+            settings.dedup.state_url = f"sqlite:///{work / 'dedup-state.sqlite'}"
+        rejects_file = RejectsFile(settings.producer.rejects_path)
+        try:
+            pipeline = Pipeline(settings, work, stages=parse_scale(scale or []))
+            with pipeline:
+                out.print(
+                    f"pipeline up: broker {settings.kafka.bootstrap}, stages "
+                    + ", ".join(p.label for p in pipeline.processes)
+                    + f", logs in {work}"
+                )
+                summary = PublishSummary()
+                if paths:
+                    publisher = Publisher(settings)
+                    try:
+                        summary = publish(
+                            publisher,
+                            document_sources(paths, settings),
+                            rejects_file,
+                            sys.stderr.isatty(),
+                        )
+                    finally:
+                        publisher.close()
+                        rejects_file.close()
+                    print_produce_summary(summary, rejects_file)
+                if until_idle:
+                    pipeline.wait_until_idle(summary.sent, timeout_s=timeout)
+                    _print_run_summary(settings, summary, time.perf_counter() - started)
+                else:
+                    out.print("running; Ctrl-C stops")
+                    while True:
+                        pipeline.check_alive()
+                        time.sleep(0.5)
+        except KeyboardInterrupt:
+            out.print("stopping")
+        except NewswireError as exc:
+            raise fail(exc) from exc
+
+
+def _print_run_summary(settings: Settings, summary: PublishSummary, elapsed: float) -> None:
+    from newswire.store import open_store
+
+    store = open_store(settings.store.url)
+    try:
+        stored = store.count("articles")
+        duplicates = store.duplicates_by_reason()
+    finally:
+        store.close()
+    table = Table(title="newswire run", show_header=False)
+    table.add_row("documents read", str(summary.read))
+    table.add_row("rejected", str(summary.rejected))
+    table.add_row("sent to articles.raw", str(summary.sent))
+    table.add_row("articles in store", f"{stored} ({settings.store.url})")
+    for reason in ("url", "content", "near"):
+        table.add_row(f"duplicates ({reason})", str(duplicates.get(reason, 0)))
+    table.add_row("elapsed", f"{elapsed:.1f}s")
+    table.add_row("rate", f"{summary.read / elapsed:,.0f} documents/s" if elapsed else "-")
+    out.print(table)
