@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from newswire.broker import EmbeddedBroker
 from newswire.settings import Settings
 from newswire.topics import ensure_topics
+
+#: The development PostgreSQL (DESIGN §6); .ci/run starts it when it is down.
+POSTGRES_URL = os.environ.get("NEWSWIRE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ARTICLES = FIXTURES / "articles"
@@ -47,3 +53,18 @@ def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
     s.runner.retry_backoff_ms = 20
     ensure_topics(s.kafka)
     return s
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL of the test database whose search_path is a fresh schema, dropped afterwards."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{POSTGRES_URL}?options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
