@@ -11,6 +11,8 @@ The tree (``retriable`` says whether trying the same thing again may succeed)::
     ├── BrokerError                    the Kafka broker cannot be reached or refused a request
     │                                  (retriable unless said otherwise)
     ├── StoreError                     the database refused or failed         (see ``retriable``)
+    ├── UnavailableError               a resource the stage needs is down: retried without
+    │                                  limit (capped backoff), never dead-lettered  (retriable)
     └── HandlerError                   a consumer's handler failed            (see ``retriable``)
         └── RetriableError             raise it from a handler to ask for a retry with backoff
 
@@ -31,6 +33,7 @@ __all__ = [
     "RetriableError",
     "SerdeError",
     "StoreError",
+    "UnavailableError",
     "UnknownSchemaError",
     "ValidationError",
 ]
@@ -83,6 +86,17 @@ class StoreError(NewswireError):
     def __init__(self, message: str, *, retriable: bool = False, **context: Any) -> None:
         super().__init__(message, **context)
         self.retriable = retriable
+
+
+class UnavailableError(NewswireError):
+    """A resource the stage depends on (database, service) is down or unreachable.
+
+    Not the record's fault: the runtime retries the batch with capped
+    exponential backoff for as long as it takes, commits nothing meanwhile and
+    never sends the records to the DLQ.
+    """
+
+    retriable = True
 
 
 class HandlerError(NewswireError):

@@ -35,6 +35,7 @@ class ConsumerMetrics:
     end_to_end_seconds: Histogram
     lag: Gauge
     commits: Counter
+    unavailable: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ConsumerMetrics:
@@ -90,6 +91,12 @@ class ConsumerMetrics:
                 "newswire_consumer_lag",
                 "Records behind the partition's high watermark, from the consumer's own fetch.",
                 (*ct, "partition"),
+                registry=registry,
+            ),
+            unavailable=Gauge(
+                "newswire_consumer_unavailable",
+                "1 while a dependency (e.g. the database) is down and the batch is being retried.",
+                ct,
                 registry=registry,
             ),
             commits=Counter(

@@ -33,17 +33,11 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
 
 from newswire.consumer import Consumer, Context, Event, Skip
 from newswire.dlq import dlq_headers
-from newswire.errors import BrokerError, SerdeError
+from newswire.errors import BrokerError, SerdeError, UnavailableError
 from newswire.kafka import make_consumer, make_producer
 from newswire.metrics import ConsumerMetrics
 from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SIGHTING, SingleObjectSerde
@@ -55,6 +49,10 @@ __all__ = ["Runner", "is_retriable"]
 log = logging.getLogger(__name__)
 
 _SCHEMA_OF_MODEL = {"Article": ARTICLE, "EnrichedArticle": ENRICHED_ARTICLE, "Sighting": SIGHTING}
+
+
+class _Abandoned(Exception):  # noqa: N818 - control flow, not an error
+    """Stop was requested while a batch was being retried: leave it uncommitted."""
 
 
 def is_retriable(exc: BaseException) -> bool:
@@ -162,6 +160,11 @@ class Runner:
                     continue
                 try:
                     self._process(polled)
+                except _Abandoned:
+                    log.info(
+                        "%s: stopping mid-retry; the batch stays uncommitted", self.consumer.name
+                    )
+                    break
                 except BrokerError as exc:
                     # Outputs not acknowledged: rewind and do the batch again.
                     log.warning("%s: %s; redoing the batch", self.consumer.name, exc)
@@ -277,7 +280,7 @@ class Runner:
             )
 
         retrying = Retrying(
-            stop=stop_after_attempt(self.settings.runner.max_retries + 1),
+            stop=self._give_up,
             wait=wait_exponential(
                 multiplier=self.settings.runner.retry_backoff_ms / 1000,
                 max=self.settings.runner.retry_backoff_max_ms / 1000,
@@ -292,13 +295,14 @@ class Runner:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
                     self._call_handler(events)
+            self.metrics.unavailable.labels(self.consumer.name, self.consumer.topics[0]).set(0)
             return
         except Skip:
             return
         except Exception as exc:
             if is_retriable(exc) and self._stop.is_set():
                 # Shutting down mid-retry: leave the batch uncommitted for the next owner.
-                raise
+                raise _Abandoned from exc
             if len(events) > 1:
                 # Find the culprits: re-run one by one, dead-letter only those that fail.
                 for event in events:
@@ -323,6 +327,14 @@ class Runner:
                 attempts=attempts,
                 first_failure=first_failure,
             )
+
+    def _give_up(self, state: RetryCallState) -> bool:
+        """Stop retrying after max_retries, except while a dependency is unavailable."""
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, UnavailableError):
+            self.metrics.unavailable.labels(self.consumer.name, self.consumer.topics[0]).set(1)
+            return self._stop.is_set()
+        return bool(state.attempt_number > self.settings.runner.max_retries)
 
     def _sleep(self, seconds: float) -> None:
         self._stop.wait(seconds)  # a stop request cuts a backoff short
