@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 _SCHEMA_OF_MODEL = {"Article": ARTICLE, "EnrichedArticle": ENRICHED_ARTICLE, "Sighting": SIGHTING}
 
 
-class _Abandoned(Exception):  # noqa: N818 - control flow, not an error
+class _Abandoned(Exception):
     """Stop was requested while a batch was being retried: leave it uncommitted."""
 
 
