@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer
 
 from newswire.settings import KafkaSettings, ProducerSettings
 
-__all__ = ["client_config", "make_consumer", "make_producer"]
+__all__ = ["Clients", "KafkaClients", "client_config", "make_consumer", "make_producer"]
 
 
 def client_config(settings: KafkaSettings, role: str) -> dict[str, Any]:
@@ -57,3 +57,35 @@ def make_consumer(kafka: KafkaSettings, group: str, role: str = "consumer") -> K
         fetch_max_bytes=64 * 1024 * 1024,
         isolation_level="read_committed",
     )
+
+
+class Clients(Protocol):
+    """Makes the consumer and producer a :class:`~newswire.runner.Runner` uses.
+
+    :class:`KafkaClients` talks to the broker; ``newswire.testing`` ships an
+    in-memory implementation so plug-in authors can test without one.
+    """
+
+    def consumer(self, group: str, role: str) -> Any:
+        """A consumer with (the runner's subset of) kafka-python's ``KafkaConsumer`` interface."""
+        ...
+
+    def producer(self, role: str) -> Any:
+        """A producer with (the runner's subset of) kafka-python's ``KafkaProducer`` interface."""
+        ...
+
+
+class KafkaClients:
+    """Real kafka-python clients configured from settings."""
+
+    def __init__(self, kafka: KafkaSettings, producer: ProducerSettings) -> None:
+        self.kafka = kafka
+        self.producer_settings = producer
+
+    def consumer(self, group: str, role: str) -> KafkaConsumer:
+        """See :func:`make_consumer`."""
+        return make_consumer(self.kafka, group, role=role)
+
+    def producer(self, role: str) -> KafkaProducer:
+        """See :func:`make_producer`."""
+        return make_producer(self.kafka, self.producer_settings, role=role)

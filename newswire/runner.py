@@ -38,7 +38,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponent
 from newswire.consumer import Consumer, Context, Event, Skip
 from newswire.dlq import dlq_headers
 from newswire.errors import BrokerError, SerdeError, UnavailableError
-from newswire.kafka import make_consumer, make_producer
+from newswire.kafka import Clients, KafkaClients
 from newswire.metrics import ConsumerMetrics
 from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SIGHTING, SingleObjectSerde
 from newswire.settings import Settings
@@ -96,8 +96,10 @@ class Runner:
         *,
         registry: CollectorRegistry | None = None,
         serde: SingleObjectSerde | None = None,
+        clients: Clients | None = None,
     ) -> None:
         self.consumer = consumer
+        self.clients = clients or KafkaClients(settings.kafka, settings.producer)
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.serde = serde or SingleObjectSerde()
@@ -123,11 +125,15 @@ class Runner:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
 
-    def run(self, *, max_batches: int | None = None) -> None:
-        """Consume until :meth:`stop` (or *max_batches* non-empty batches, for tests)."""
+    def run(self, *, max_batches: int | None = None, until_idle: bool = False) -> None:
+        """Consume until :meth:`stop`.
+
+        *max_batches* stops after that many non-empty batches; *until_idle* at
+        the first empty poll once partitions are assigned (tests, benchmarks).
+        """
         s = self.settings
-        self._producer = make_producer(s.kafka, s.producer, role=f"{self.consumer.name}-out")
-        self._kafka = make_consumer(s.kafka, self.consumer.group, role=self.consumer.name)
+        self._producer = self.clients.producer(f"{self.consumer.name}-out")
+        self._kafka = self.clients.consumer(self.consumer.group, self.consumer.name)
         self.consumer.bind(
             Context(
                 settings=s,
@@ -157,6 +163,8 @@ class Runner:
                     continue
                 if not polled:
                     self._update_idle_lag()
+                    if until_idle and (batches or self._kafka.assignment()):
+                        break
                     continue
                 try:
                     self._process(polled)
