@@ -13,10 +13,10 @@ help: ## Show the targets
 
 install: $(STAMP) ## Create .venv and install newswire with its dev extras
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/newswire-keywords/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -e examples/newswire-keywords
 	@touch $@
 
 run: install ## Run the embedded pipeline on the bundled sample data
