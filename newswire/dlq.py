@@ -16,10 +16,17 @@ where it came from and why it failed (all values UTF-8 text)::
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["DeadLetter", "dlq_headers"]
+from kafka import KafkaConsumer, TopicPartition
+
+from newswire.kafka import client_config, make_producer
+from newswire.settings import KafkaSettings, ProducerSettings
+from newswire.topics import DLQ
+
+__all__ = ["DeadLetter", "dlq_headers", "read_dead_letters", "replay"]
 
 _MAX_MESSAGE = 2000
 _PREFIX = "newswire."
@@ -82,3 +89,68 @@ class DeadLetter:
             key=key,
             value=value,
         )
+
+
+def read_dead_letters(
+    kafka: KafkaSettings, *, timeout_s: float = 10.0
+) -> list[tuple[int, int, DeadLetter]]:
+    """Every record on the DLQ as ``(partition, offset, letter)``, read from the beginning.
+
+    Reads without a consumer group (nothing is committed): listing has no side effect.
+    """
+    consumer = KafkaConsumer(
+        **client_config(kafka, "dlq-reader"),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    try:
+        partitions = consumer.partitions_for_topic(DLQ) or set()
+        assigned = [TopicPartition(DLQ, p) for p in sorted(partitions)]
+        if not assigned:
+            return []
+        consumer.assign(assigned)
+        consumer.seek_to_beginning()
+        letters: list[tuple[int, int, DeadLetter]] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                letters.extend(
+                    (r.partition, r.offset, DeadLetter.from_record(r.key, r.value, r.headers or ()))
+                    for r in records
+                )
+            # The end is the high watermark of a fetch, not end_offsets(): Tansu's
+            # ListOffsets is short for batched producers (DESIGN §6).
+            highs = [(tp, consumer.highwater(tp)) for tp in assigned]
+            if all(h is not None and consumer.position(tp) >= h for tp, h in highs):
+                break
+        return sorted(letters, key=lambda item: (item[0], item[1]))
+    finally:
+        consumer.close()
+
+
+def replay(
+    kafka: KafkaSettings, producer_settings: ProducerSettings, letters: Iterable[DeadLetter]
+) -> int:
+    """Send *letters* back to their source topics, original key and bytes; returns how many.
+
+    Each replayed record carries ``newswire.replayed`` (the stage and attempts it
+    failed with). Replaying twice is harmless: dedup and the store are idempotent.
+    """
+    producer = make_producer(kafka, producer_settings, role="dlq-replay")
+    sent = 0
+    try:
+        for letter in letters:
+            if not letter.source_topic:
+                continue
+            note = f"{letter.stage}:{letter.error_class}:{letter.attempts}".encode()
+            producer.send(
+                letter.source_topic,
+                key=letter.key,
+                value=letter.value,
+                headers=[("newswire.replayed", note)],
+            )
+            sent += 1
+        producer.flush()
+    finally:
+        producer.close(timeout=10)
+    return sent

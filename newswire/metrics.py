@@ -34,6 +34,7 @@ class ConsumerMetrics:
     batch_size: Histogram
     end_to_end_seconds: Histogram
     lag: Gauge
+    skipped: Counter
     commits: Counter
     unavailable: Gauge
 
@@ -91,6 +92,12 @@ class ConsumerMetrics:
                 "newswire_consumer_lag",
                 "Records behind the partition's high watermark, from the consumer's own fetch.",
                 (*ct, "partition"),
+                registry=registry,
+            ),
+            skipped=Counter(
+                "newswire_consumer_skipped_total",
+                "Events a handler dropped on purpose by raising Skip.",
+                ct,
                 registry=registry,
             ),
             unavailable=Gauge(

@@ -17,20 +17,18 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from newswire.broker import EmbeddedBroker
 from newswire.errors import NewswireError
 from newswire.settings import Settings
+from newswire.status import Samples, scrape, total
 from newswire.topics import DUPLICATES, ENRICHED, RAW, UNIQUE, ensure_topics
 
-__all__ = ["DEFAULT_STAGES", "Pipeline", "StageProcess", "scrape"]
+__all__ = ["DEFAULT_STAGES", "Pipeline", "StageProcess", "parse_scale"]
 
 log = logging.getLogger(__name__)
 
@@ -41,27 +39,6 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def scrape(
-    port: int, host: str = "127.0.0.1", timeout: float = 2.0
-) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Read a process's ``/metrics`` into ``{(sample name, sorted labels): value}``."""
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout) as response:
-        text = response.read().decode("utf-8")
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = float(sample.value)
-    return samples
-
-
-def total(
-    samples: Mapping[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-) -> float:
-    """Sum of the samples called *name* whose labels include *labels*."""
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
 
 
 @dataclass
@@ -165,6 +142,11 @@ class Pipeline:
             "NEWSWIRE_METRICS__HOST": "127.0.0.1",
             "NEWSWIRE_METRICS__PORT": "0",
             "NEWSWIRE_LOG_LEVEL": s.log_level,
+            **(
+                {"NEWSWIRE_METRICS__RUNTIME_DIR": str(s.metrics.runtime_dir)}
+                if s.metrics.runtime_dir
+                else {}
+            ),
         }
 
     def check_alive(self) -> None:
@@ -178,7 +160,7 @@ class Pipeline:
                     stage=stage.label,
                 )
 
-    def metrics(self) -> dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
+    def metrics(self) -> dict[str, Samples]:
         """Every stage process's current samples, by process label."""
         found = {}
         for stage in self.processes:
@@ -186,7 +168,7 @@ class Pipeline:
             if port is None:
                 continue
             with contextlib.suppress(OSError):
-                found[stage.label] = scrape(port)
+                found[stage.label] = scrape(f"http://127.0.0.1:{port}/metrics")
         return found
 
     def drained(self, produced: int) -> bool:
@@ -194,7 +176,7 @@ class Pipeline:
         per_process = self.metrics()
         if len(per_process) < len(self.processes):
             return False
-        merged: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        merged: Samples = {}
         for samples in per_process.values():
             for key, value in samples.items():
                 merged[key] = merged.get(key, 0.0) + value

@@ -305,7 +305,8 @@ class Runner:
                     self._call_handler(events)
             self.metrics.unavailable.labels(self.consumer.name, self.consumer.topics[0]).set(0)
             return
-        except Skip:
+        except Skip:  # raised by handle_batch: the whole batch is dropped on purpose
+            self.metrics.skipped.labels(self.consumer.name, events[0].topic).inc(len(events))
             return
         except Exception as exc:
             if is_retriable(exc) and self._stop.is_set():
@@ -349,8 +350,10 @@ class Runner:
 
     def _call_handler(self, events: list[Event]) -> None:
         if self._per_event:
-            with contextlib.suppress(Skip):
+            try:
                 self.consumer.handle_event(events[0])
+            except Skip:
+                self.metrics.skipped.labels(self.consumer.name, events[0].topic).inc()
         else:
             self.consumer.handle_batch(events)
 

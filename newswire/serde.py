@@ -71,7 +71,9 @@ class Schema:
         canonical = to_parsing_canonical_form(parsed)
         # fastavro gives the CRC-64-AVRO fingerprint as hex of its little-endian bytes.
         digest = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
-        return cls(raw["namespace"] + "." + raw["name"], parsed, canonical, digest, path, current)
+        # fastavro's parsed record carries the full name (namespace or dotted name resolved).
+        name = parsed["name"] if isinstance(parsed, dict) else str(parsed)
+        return cls(name, parsed, canonical, digest, path, current)
 
 
 @dataclass

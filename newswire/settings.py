@@ -67,6 +67,11 @@ class MetricsSettings(BaseModel):
     host: str = "0.0.0.0"
     port: int = Field(9400, ge=0, le=65535, description="0 picks a free port.")
     port_file: Path | None = Field(None, description="Write the bound port here (for `run`).")
+    runtime_dir: Path | None = Field(
+        None,
+        description="Where consumer processes announce their /metrics for `newswire status` "
+        "(default: $TMPDIR/newswire-$UID).",
+    )
     enabled: bool = True
 
 

@@ -75,6 +75,7 @@ def is_absolute_http_url(url: str) -> bool:
     """True for an absolute ``http``/``https`` URL with a host."""
     try:
         parts = urlsplit(url.strip())
+        _ = parts.port  # raises ValueError for a port out of range or not a number
     except ValueError:
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
@@ -118,6 +119,8 @@ def canonical_url(url: str) -> str:
     host = (parts.hostname or "").lower().rstrip(".")
     if host.startswith("www."):
         host = host[4:]
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
     port = parts.port
     netloc = host if port in (None, 80, 443) else f"{host}:{port}"
 

@@ -55,7 +55,7 @@ def parse_document(origin: str, data: bytes, *, max_bytes: int) -> Document | Re
         return Reject(
             origin, "", f"front matter is a {type(fields).__name__}, not a mapping", kind="format"
         )
-    body = "".join(lines[end + 1 :]).strip("\n")
+    body = "".join(lines[end + 1 :]).strip("\r\n")
     if "body" not in fields:
         fields["body"] = body
     return Document(origin, fields)

@@ -51,6 +51,7 @@ def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
     s.metrics.port = 0
     s.producer.rejects_path = tmp_path / "rejects.jsonl"
     s.runner.retry_backoff_ms = 20
+    s.metrics.runtime_dir = tmp_path / "runtime"
     ensure_topics(s.kafka)
     return s
 

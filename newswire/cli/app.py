@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from newswire.cli import broker, consume, produce, run
+from newswire.cli import broker, consume, dlq, produce, run, status
 
 app = typer.Typer(
     name="newswire",
@@ -19,6 +19,9 @@ app.command()(produce.produce)
 app.command()(consume.consume)
 app.add_typer(consume.consumers_app, name="consumers")
 app.command()(run.run)
+app.add_typer(dlq.dlq_app, name="dlq")
+app.command()(status.status)
+app.command()(status.top)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from newswire import registry as plugins
 from newswire.cli.common import Bootstrap, fail, load_settings, out
 from newswire.errors import NewswireError
 from newswire.metrics import serve_metrics
+from newswire.status import announce
 
 consumers_app = typer.Typer(help="Built-in and plug-in consumers.", no_args_is_help=True)
 
@@ -38,13 +39,20 @@ def consume(
 
     settings = load_settings(bootstrap, metrics__port=metrics_port, store__url=store)
     try:
-        consumer_class = plugins.load(plugins.CONSUMERS, name)
+        consumer = plugins.load(plugins.CONSUMERS, name)()
         registry = CollectorRegistry()
         if settings.metrics.enabled:
             _server, port = serve_metrics(registry, settings.metrics.host, settings.metrics.port)
             if settings.metrics.port_file is not None:
                 settings.metrics.port_file.write_text(str(port))
-        runner = Runner(consumer_class(), settings, registry=registry)
+            announce(
+                settings.metrics,
+                consumer=consumer.name,
+                group=consumer.group,
+                port=port,
+                bootstrap=settings.kafka.bootstrap,
+            )
+        runner = Runner(consumer, settings, registry=registry)
         runner.install_signal_handlers()
         runner.run()
     except NewswireError as exc:

@@ -119,9 +119,15 @@ def test_required_services_exist(services):
 
 def test_kafka_is_kraft_without_zookeeper(services):
     for name, svc in services.items():
-        assert "zookeeper" not in name.lower(), f"ZooKeeper service {name!r}: Kafka must run in KRaft mode"
-        assert "zookeeper" not in str(svc.get("image", "")).lower(), f"{name} uses a ZooKeeper image"
-        assert not any("ZOOKEEPER" in key for key in _env(svc)), f"{name} is configured for ZooKeeper"
+        assert "zookeeper" not in name.lower(), (
+            f"ZooKeeper service {name!r}: Kafka must run in KRaft mode"
+        )
+        assert "zookeeper" not in str(svc.get("image", "")).lower(), (
+            f"{name} uses a ZooKeeper image"
+        )
+        assert not any("ZOOKEEPER" in key for key in _env(svc)), (
+            f"{name} is configured for ZooKeeper"
+        )
 
     kafka = services["kafka"]
     assert str(kafka["image"]).startswith("apache/kafka:")
@@ -163,20 +169,27 @@ def test_images_pinned_and_restart_policies(services):
     for name, svc in services.items():
         if "build" not in svc:
             image = str(svc.get("image", ""))
-            repo, sep, tag = image.rpartition(":")
-            assert sep and "/" not in tag and tag not in ("", "latest"), f"{name}: image {image!r} is not pinned"
+            _repo, sep, tag = image.rpartition(":")
+            assert sep and "/" not in tag and tag not in ("", "latest"), (
+                f"{name}: image {image!r} is not pinned"
+            )
         restart = svc.get("restart")
-        assert isinstance(restart, str), f"{name}: restart policy must be a (quoted) string, got {restart!r}"
+        assert isinstance(restart, str), (
+            f"{name}: restart policy must be a (quoted) string, got {restart!r}"
+        )
         if name == "topics":
             assert restart == "no", "the one-shot topics service must not restart"
         else:
-            assert restart in ("always", "unless-stopped") or restart.startswith("on-failure"), (name, restart)
+            assert restart in ("always", "unless-stopped") or restart.startswith("on-failure"), (
+                name,
+                restart,
+            )
 
 
 def test_named_volumes_declared_and_bind_sources_exist(compose, services):
     declared = set((compose.get("volumes") or {}).keys())
     for name, svc in services.items():
-        for source, target in _volume_mounts(svc):
+        for source, _target in _volume_mounts(svc):
             if not source:
                 continue
             if _is_bind(source):
@@ -226,7 +239,7 @@ def test_dedup_state_on_named_volume(services):
     dedup = services["dedup"]
     url = _env(dedup)["NEWSWIRE_DEDUP__STATE_URL"]
     assert url.startswith("sqlite:////"), url
-    state_dir = os.path.dirname(url[len("sqlite:///"):])
+    state_dir = os.path.dirname(url[len("sqlite:///") :])
     mounts = {target.rstrip("/"): source for source, target in _volume_mounts(dedup)}
     source = mounts.get(state_dir.rstrip("/"))
     assert source and not _is_bind(source), f"dedup state dir {state_dir} must be a named volume"
@@ -271,7 +284,9 @@ def test_prometheus_scrapes_every_pipeline_service(prometheus):
         job = jobs[name]
         assert job.get("metrics_path", "/metrics") == "/metrics"
         targets = [t for sc in job.get("static_configs", []) for t in sc.get("targets", [])]
-        assert f"{name}:{METRICS_PORT}" in targets, f"job {name} does not scrape {name}:{METRICS_PORT}"
+        assert f"{name}:{METRICS_PORT}" in targets, (
+            f"job {name} does not scrape {name}:{METRICS_PORT}"
+        )
 
 
 def test_grafana_datasource(services):
@@ -288,16 +303,20 @@ def test_grafana_datasource(services):
 
 def test_dockerfile():
     text = DOCKERFILE.read_text(encoding="utf-8")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    lines = [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")
+    ]
     assert "python:3.11-slim" in text
-    assert any(re.search(r"\bpip install (\S+ )*\.(\s|$)", ln) for ln in lines), "Dockerfile must `pip install .`"
+    assert any(re.search(r"\bpip install (\S+ )*\.(\s|$)", ln) for ln in lines), (
+        "Dockerfile must `pip install .`"
+    )
     users = [ln.split(None, 1)[1] for ln in lines if ln.upper().startswith("USER ")]
     assert users and users[-1] not in ("root", "0", "0:0"), "the image must run as a non-root user"
     entrypoints = [ln for ln in lines if ln.upper().startswith("ENTRYPOINT")]
     assert entrypoints and entrypoints[-1] == 'ENTRYPOINT ["newswire"]'
 
 
-# --------------------------------------------------------------------------- compose's own validator
+# ---------------------------------------------------------------- compose's own validator
 
 
 def _compose_command() -> list[str] | None:
@@ -330,5 +349,6 @@ def test_compose_config_validates():
         timeout=120,
     )
     assert result.returncode == 0, (
-        f"`{' '.join(cmd)} config -q` rejected docker-compose.yml:\n{result.stdout}\n{result.stderr}"
+        f"`{' '.join(cmd)} config -q` rejected docker-compose.yml:\n"
+        f"{result.stdout}\n{result.stderr}"
     )

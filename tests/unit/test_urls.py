@@ -127,7 +127,9 @@ def test_amp_only_as_a_whole_first_or_last_segment_is_dropped() -> None:
 
 
 def test_amp_html_suffix_maps_to_the_html_page() -> None:
-    assert canonical_url("https://e.com/story.amp.html") == canonical_url("https://e.com/story.html")
+    assert canonical_url("https://e.com/story.amp.html") == canonical_url(
+        "https://e.com/story.html"
+    )
 
 
 def test_amp_cache_url_keeps_the_publishers_meaningful_query() -> None:

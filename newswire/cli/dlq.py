@@ -1,0 +1,91 @@
+"""``newswire dlq list`` and ``newswire dlq replay``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from newswire.cli.common import Bootstrap, fail, load_settings, out
+from newswire.dlq import DeadLetter, read_dead_letters, replay
+from newswire.errors import NewswireError
+
+dlq_app = typer.Typer(help="The dead-letter topic (articles.dlq).", no_args_is_help=True)
+
+Stage = Annotated[str | None, typer.Option(help="Only records dead-lettered by this stage.")]
+Error = Annotated[str | None, typer.Option(help="Only records that failed with this error class.")]
+
+
+def _matching(letters: list[DeadLetter], stage: str | None, error: str | None) -> list[DeadLetter]:
+    return [
+        letter
+        for letter in letters
+        if (stage is None or letter.stage == stage)
+        and (error is None or letter.error_class == error)
+    ]
+
+
+@dlq_app.command("list")
+def dlq_list(
+    bootstrap: Bootstrap = None,
+    stage: Stage = None,
+    error: Error = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """Show the records on the DLQ: where they came from and why they failed."""
+    settings = load_settings(bootstrap)
+    try:
+        found = read_dead_letters(settings.kafka)
+    except NewswireError as exc:
+        raise fail(exc) from exc
+    wanted = set(map(id, _matching([letter for _, _, letter in found], stage, error)))
+    rows = [(p, o, letter) for p, o, letter in found if id(letter) in wanted]
+    if as_json:
+        for partition, offset, letter in rows:
+            record = {k: v for k, v in asdict(letter).items() if k not in ("key", "value")}
+            out.print_json(
+                json.dumps(
+                    {"partition": partition, "offset": offset, **record, "bytes": len(letter.value)}
+                )
+            )
+        return
+    table = Table("dlq", "stage", "error", "message", "source", "attempts", "first failure")
+    for partition, offset, letter in rows:
+        table.add_row(
+            f"{partition}/{offset}",
+            letter.stage,
+            letter.error_class,
+            letter.error_message[:80],
+            f"{letter.source_topic}/{letter.source_partition}/{letter.source_offset}",
+            str(letter.attempts),
+            letter.first_failure,
+        )
+    out.print(table)
+    out.print(f"{len(rows)} dead letter(s)")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    bootstrap: Bootstrap = None,
+    stage: Stage = None,
+    error: Error = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="Say what would be replayed; send nothing.")
+    ] = False,
+) -> None:
+    """Send dead letters back to their source topic once the cause is fixed."""
+    settings = load_settings(bootstrap)
+    try:
+        letters = _matching(
+            [letter for _, _, letter in read_dead_letters(settings.kafka)], stage, error
+        )
+        if dry_run:
+            out.print(f"would replay {len(letters)} record(s)")
+            return
+        sent = replay(settings.kafka, settings.producer, letters)
+    except NewswireError as exc:
+        raise fail(exc) from exc
+    out.print(f"replayed {sent} record(s) to their source topics")

@@ -1,0 +1,160 @@
+"""What ``newswire status`` and ``newswire top`` show: per consumer group, live numbers.
+
+Every ``newswire consume`` process announces itself — pid, consumer, group and
+``/metrics`` URL — in a small JSON file in the runtime directory and removes it
+on exit (a killed process's file is pruned by the next reader). Status reads
+those files, scrapes each process's ``/metrics`` twice and derives rates;
+lag is the processes' own ``newswire_consumer_lag`` (high watermark of their
+last fetch minus position), which is right on Apache Kafka and on Tansu.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from newswire.settings import MetricsSettings
+
+__all__ = ["Announced", "GroupStatus", "announce", "discover", "runtime_dir", "snapshot"]
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def runtime_dir(settings: MetricsSettings) -> Path:
+    """The directory of announcements."""
+    return settings.runtime_dir or Path(tempfile.gettempdir()) / f"newswire-{os.getuid()}"
+
+
+@dataclass(frozen=True)
+class Announced:
+    """One running consumer process."""
+
+    pid: int
+    consumer: str
+    group: str
+    metrics_url: str
+    bootstrap: str
+    started: float
+
+
+def announce(
+    settings: MetricsSettings, *, consumer: str, group: str, port: int, bootstrap: str
+) -> Path:
+    """Write this process's announcement; it is removed at exit."""
+    directory = runtime_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    me = Announced(
+        os.getpid(), consumer, group, f"http://{host}:{port}/metrics", bootstrap, time.time()
+    )
+    path = directory / f"{me.pid}.json"
+    path.write_text(json.dumps(asdict(me)))
+    atexit.register(lambda: path.unlink(missing_ok=True))
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def discover(settings: MetricsSettings) -> list[Announced]:
+    """The announced processes that are still alive (stale files are removed)."""
+    found = []
+    directory = runtime_dir(settings)
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else ():
+        try:
+            me = Announced(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+        if _alive(me.pid):
+            found.append(me)
+        else:
+            path.unlink(missing_ok=True)
+    return found
+
+
+def scrape(url: str, timeout: float = 2.0) -> Samples:
+    """One process's samples: ``{(name, sorted labels): value}``."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        text = response.read().decode("utf-8")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = float(sample.value)
+    return samples
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """Sum of the samples called *name* whose labels include *labels*."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
+
+
+@dataclass
+class GroupStatus:
+    """One consumer group, summed over its live members."""
+
+    consumer: str
+    group: str
+    members: int
+    in_per_s: float
+    out_per_s: float
+    records_in: float
+    lag: float
+    dlq: float
+    unavailable: bool
+
+
+def snapshot(processes: Iterable[Announced], interval_s: float = 1.0) -> list[GroupStatus]:
+    """Scrape every process twice, *interval_s* apart, and summarise per group."""
+    processes = list(processes)
+    before = {p.pid: _try_scrape(p.metrics_url) for p in processes}
+    start = time.monotonic()
+    time.sleep(interval_s)
+    after = {p.pid: _try_scrape(p.metrics_url) for p in processes}
+    elapsed = max(time.monotonic() - start, 1e-6)
+    groups: dict[str, GroupStatus] = {}
+    for p in processes:
+        first, last = before[p.pid], after[p.pid]
+        status = groups.setdefault(
+            p.group, GroupStatus(p.consumer, p.group, 0, 0.0, 0.0, 0.0, 0.0, 0.0, False)
+        )
+        status.members += 1
+        if last is None:
+            continue
+        records_in = total(last, "newswire_consumer_records_in_total")
+        out = total(last, "newswire_consumer_records_out_total")
+        if first is not None:
+            status.in_per_s += (
+                records_in - total(first, "newswire_consumer_records_in_total")
+            ) / elapsed
+            status.out_per_s += (
+                out - total(first, "newswire_consumer_records_out_total")
+            ) / elapsed
+        status.records_in += records_in
+        status.lag += total(last, "newswire_consumer_lag")
+        status.dlq += total(last, "newswire_consumer_dlq_total")
+        status.unavailable |= total(last, "newswire_consumer_unavailable") > 0
+    return sorted(groups.values(), key=lambda g: g.group)
+
+
+def _try_scrape(url: str) -> Samples | None:
+    with contextlib.suppress(OSError, ValueError):
+        return scrape(url)
+    return None

@@ -1,0 +1,291 @@
+"""The consumer runtime against the real broker: plug-ins, scale-out, failover,
+graceful stop, retries, the DLQ and its replay, status."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from newswire import Article, Consumer, EnrichedArticle, RetriableError
+from newswire.dlq import read_dead_letters
+from newswire.kafka import client_config
+from newswire.pipeline import Pipeline
+from newswire.runner import Runner
+from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SingleObjectSerde
+from newswire.settings import Settings
+from newswire.status import discover, snapshot
+from newswire.topics import ENRICHED, UNIQUE
+from tests.conftest import SEED
+from tests.helpers import read_topic, seed_fields, wait_for
+
+pytestmark = pytest.mark.integration
+
+SERDE = SingleObjectSerde()
+
+
+def article(n: int, title: str | None = None, excerpt: str | None = None) -> Article:
+    fields = {
+        **seed_fields(SEED),
+        "title": title or f"Story {n}",
+        "originalUrl": f"https://news.example.org/stories/{n}",
+    }
+    if excerpt is not None:
+        fields["excerpt"] = excerpt
+    return Article.model_validate(fields)
+
+
+def send(settings: Settings, topic: str, items: list[Article]) -> None:
+    producer = KafkaProducer(**client_config(settings.kafka, "test"), linger_ms=5)
+    schema = ENRICHED_ARTICLE if topic == ENRICHED else ARTICLE
+    for item in items:
+        producer.send(topic, key=item.id.encode(), value=SERDE.encode(schema, item.model_dump()))
+    producer.flush()
+    producer.close()
+
+
+def assigned_partitions(log: Path) -> set[int]:
+    """The partitions of the last assignment a stage logged."""
+    lines = [ln for ln in log.read_text().splitlines() if "partitions assigned" in ln]
+    if not lines:
+        return set()
+    found = re.search(r"\[([\d,]*)\]", lines[-1].rsplit("assigned:", 1)[1])
+    return {int(p) for p in found.group(1).split(",") if p} if found else set()
+
+
+@pytest.fixture
+def pipeline(settings: Settings, tmp_path: Path) -> Iterator[Pipeline]:
+    running = Pipeline(settings, tmp_path / "work", stages={})
+    yield running
+    running.stop()
+
+
+def test_plugin_from_the_example_package_runs_via_newswire_consume(
+    settings: Settings, pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alerts = tmp_path / "alerts.jsonl"
+    monkeypatch.setenv("KEYWORDS", "facial recognition")
+    monkeypatch.setenv("KEYWORDS_OUT", str(alerts))
+    pipeline.start()
+    pipeline.processes.append(pipeline.spawn("keywords"))
+    items = [article(1), article(2, "Markets close higher", excerpt="Stocks rose on Friday.")]
+    send(settings, ENRICHED, [EnrichedArticle.model_validate(a.model_dump()) for a in items])
+
+    wait_for(lambda: alerts.exists() and alerts.read_text(), timeout=60, what="an alert")
+    pipeline.check_alive()
+    (alert,) = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert alert["id"] == items[0].id
+    assert alert["keywords"] == ["facial recognition"]
+
+
+def _two_enrich_instances(pipeline: Pipeline, settings: Settings) -> list:  # type: ignore[type-arg]
+    pipeline.start()
+    pipeline.processes.extend([pipeline.spawn("enrich", 1), pipeline.spawn("enrich", 2)])
+
+    def split() -> bool:
+        a, b = (assigned_partitions(p.log_path) for p in pipeline.processes)
+        return bool(a) and bool(b) and not a & b and a | b == set(range(settings.kafka.partitions))
+
+    wait_for(split, timeout=60, what="two members sharing the partitions")
+    return pipeline.processes
+
+
+def test_two_instances_split_the_partitions_and_process_each_record_once(
+    settings: Settings, pipeline: Pipeline
+) -> None:
+    first, second = _two_enrich_instances(pipeline, settings)
+    items = [article(n) for n in range(300)]
+    send(settings, UNIQUE, items)
+
+    out = read_topic(settings, ENRICHED, expect=len(items), timeout=60)
+    keys = [r.key for r in out]
+    assert sorted(keys) == sorted(a.id.encode() for a in items)  # each exactly once
+    per_process = pipeline.metrics()
+    for stage in (first, second):
+        consumed = sum(
+            v
+            for (name, _), v in per_process[stage.label].items()
+            if name == "newswire_consumer_records_in_total"
+        )
+        assert consumed > 0, f"{stage.label} processed nothing"
+
+
+def test_sigkill_of_one_instance_the_other_takes_over_nothing_lost(
+    settings: Settings, pipeline: Pipeline
+) -> None:
+    settings.kafka.max_poll_records = 20
+    first, _second = _two_enrich_instances(pipeline, settings)
+    items = [article(n) for n in range(600)]
+    send(settings, UNIQUE, items)
+    wait_for(
+        lambda: first.port and pipeline.metrics().get(first.label, {}), timeout=30, what="metrics"
+    )
+    os.kill(first.process.pid, signal.SIGKILL)
+    first.process.wait(10)
+    pipeline.processes.remove(first)
+
+    out = read_topic(settings, ENRICHED, expect=len(items), timeout=90)
+    deadline_keys = {r.key for r in out}
+    if len(deadline_keys) < len(items):  # redeliveries can fill the topic before the last keys
+        out = read_topic(settings, ENRICHED, expect=len(out) + len(items), timeout=30)
+    assert {r.key for r in out} == {a.id.encode() for a in items}
+
+
+def test_sigterm_finishes_commits_and_leaves(settings: Settings, pipeline: Pipeline) -> None:
+    pipeline.start()
+    stage = pipeline.spawn("enrich")
+    items = [article(n) for n in range(200)]
+    send(settings, UNIQUE, items)
+    read_topic(settings, ENRICHED, expect=len(items), timeout=60)
+
+    stage.process.send_signal(signal.SIGTERM)
+    assert stage.process.wait(15) == 0
+    assert "enrich: stopped" in stage.log_path.read_text()
+    group = KafkaConsumer(
+        **client_config(settings.kafka, "test"),
+        group_id="newswire.enrich",
+        enable_auto_commit=False,
+    )
+    try:
+        committed = [
+            group.committed(TopicPartition(UNIQUE, p)) for p in range(settings.kafka.partitions)
+        ]
+    finally:
+        group.close()
+    assert sum(c or 0 for c in committed) == len(items)
+
+
+class Picky(Consumer):
+    """A test consumer: flaky titles fail twice (retriable), poison ones until fixed."""
+
+    name = "picky"
+    topics = (UNIQUE,)
+    fixed = False
+    flaky_failures_left = 2
+    seen: ClassVar[list[str]] = []
+
+    def handle(self, article: Article) -> None:
+        if article.title.startswith("flaky") and Picky.flaky_failures_left:
+            Picky.flaky_failures_left -= 1
+            raise RetriableError("the downstream service blinked")
+        if article.title.startswith("poison") and not Picky.fixed:
+            raise ValueError(f"cannot handle {article.title!r}")
+        Picky.seen.append(article.title)
+
+
+def test_retries_dead_letters_and_replay(settings: Settings) -> None:
+    registry = CollectorRegistry()
+    runner = Runner(Picky(), settings, registry=registry)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        send(
+            settings,
+            UNIQUE,
+            [
+                article(1, "ok one"),
+                article(2, "flaky two"),
+                article(3, "poison three"),
+                article(4, "ok four"),
+            ],
+        )
+        wait_for(
+            lambda: {"ok one", "flaky two", "ok four"} <= set(Picky.seen),
+            timeout=60,
+            what="the good and the flaky records",
+        )
+        retries = registry.get_sample_value(
+            "newswire_consumer_retries_total",
+            {"consumer": "picky", "topic": UNIQUE, "error": "RetriableError"},
+        )
+        assert retries == 2
+        assert "poison three" not in Picky.seen
+
+        (letter,) = [letter for _, _, letter in read_dead_letters(settings.kafka)]
+        assert (letter.stage, letter.error_class, letter.source_topic) == (
+            "picky",
+            "ValueError",
+            UNIQUE,
+        )
+        assert "cannot handle 'poison three'" in letter.error_message
+        assert letter.attempts == 1 and letter.first_failure
+
+        listed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "newswire",
+                "dlq",
+                "list",
+                "--bootstrap",
+                settings.kafka.bootstrap,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert '"error_class": "ValueError"' in listed.stdout
+
+        Picky.fixed = True  # the cause is fixed: replay
+        replayed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "newswire",
+                "dlq",
+                "replay",
+                "--bootstrap",
+                settings.kafka.bootstrap,
+                "--stage",
+                "picky",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert "replayed 1 record" in replayed.stdout
+        wait_for(lambda: "poison three" in Picky.seen, timeout=60, what="the replayed record")
+    finally:
+        runner.stop()
+        thread.join(20)
+    assert not thread.is_alive()
+
+
+def test_status_shows_groups_members_rates_and_lag(settings: Settings, pipeline: Pipeline) -> None:
+    pipeline.start()
+    pipeline.processes.extend([pipeline.spawn("enrich", 1), pipeline.spawn("enrich", 2)])
+    send(settings, UNIQUE, [article(n) for n in range(100)])
+    read_topic(settings, ENRICHED, expect=100, timeout=60)
+
+    announced = wait_for(
+        lambda: len(discover(settings.metrics)) == 2 and discover(settings.metrics),
+        timeout=30,
+        what="announcements",
+    )
+    (group,) = snapshot(announced, interval_s=0.5)
+    assert (group.group, group.members) == ("newswire.enrich", 2)
+    assert group.records_in == 100
+    assert group.lag == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "newswire", "status", "--interval", "0.2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "NEWSWIRE_METRICS__RUNTIME_DIR": str(settings.metrics.runtime_dir)},
+    )
+    assert "newswire.enrich" in result.stdout
