@@ -112,6 +112,7 @@ class Runner:
         self._pending: dict[TopicPartition, OffsetAndMetadata] = {}
         self._positions: dict[TopicPartition, int] = {}
         self._partition_counts: dict[str, int] = {}
+        self._lag_updated = 0.0
         self._per_event = type(consumer).handle_batch is Consumer.handle_batch
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -162,7 +163,7 @@ class Runner:
                     self._stop.wait(s.runner.retry_backoff_ms / 1000)
                     continue
                 if not polled:
-                    self._update_idle_lag()
+                    self._update_lag(every_s=0)
                     if until_idle and (batches or self._kafka.assignment()):
                         break
                     continue
@@ -230,7 +231,7 @@ class Runner:
         self._observe_latency(events)
         for tp, records in polled.items():
             self._positions[tp] = records[-1].offset + 1
-            self._update_lag(tp)
+        self._update_lag()
 
     def _decode(self, record: Any) -> Event | None:
         value = record.value
@@ -479,21 +480,31 @@ class Runner:
         with contextlib.suppress(KeyError):
             self.metrics.lag.remove(self.consumer.name, tp.topic, str(tp.partition))
 
-    def _update_lag(self, tp: TopicPartition) -> None:
-        # highwater() comes from the last fetch response: right on Apache Kafka and
-        # on Tansu, whose ListOffsets is wrong for batched producers (DESIGN §6).
+    def _update_lag(self, *, every_s: float = 1.0) -> None:
+        """Set the lag of every assigned partition, at most once per *every_s*."""
+        now = time.monotonic()
+        if now - self._lag_updated < every_s:
+            return
+        self._lag_updated = now
         assert self._kafka is not None
-        high = self._kafka.highwater(tp)
-        position = self._positions.get(tp)
-        if high is not None and position is not None:
+        assigned = self._kafka.assignment()
+        # highwater() comes from the last fetch response: right on Apache Kafka and on
+        # Tansu, whose ListOffsets is short for batched producers (DESIGN §6). Only a
+        # partition not fetched yet falls back to ListOffsets (on Tansu: a lower bound).
+        highs = {tp: self._kafka.highwater(tp) for tp in assigned}
+        unfetched = [tp for tp, high in highs.items() if high is None]
+        if unfetched:
+            with contextlib.suppress(KafkaError):
+                highs.update(self._kafka.end_offsets(unfetched))
+        for tp, high in highs.items():
+            if high is None:
+                continue
+            position = self._positions.get(tp)
+            if position is None:
+                position = self._kafka.position(tp)
             self.metrics.lag.labels(self.consumer.name, tp.topic, str(tp.partition)).set(
                 max(0, high - position)
             )
-
-    def _update_idle_lag(self) -> None:
-        assert self._kafka is not None
-        for tp in self._kafka.assignment():
-            self._update_lag(tp)
 
     def _observe_latency(self, events: list[Event]) -> None:
         if not events:

@@ -179,6 +179,12 @@ class _MemoryConsumer:
     def highwater(self, tp: TopicPartition) -> int:
         return len(self.broker.topics[tp.topic][tp.partition])
 
+    def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.highwater(tp) for tp in partitions}
+
+    def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp] = offset
 
