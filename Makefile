@@ -30,13 +30,17 @@ lint: install ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(NW) schemas check
 
 format: install ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: install ## Throughput of each stage vs a raw decode-only kafka-python consumer
-	$(PY) benchmarks/bench_stages.py
+bench: install ## Benchmarks: every benchmarks/bench_*.py, ratios against a raw baseline of the same run
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+eval-dedup: install ## Dedup evaluation: recall per kind, false merges
+	$(PY) benchmarks/eval_dedup.py
 
 clean: ## Remove the venv, caches and local run data
 	rm -rf $(VENV) .newswire .pytest_cache .mypy_cache .ruff_cache
