@@ -7,8 +7,9 @@ Command-line options override the environment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -40,16 +41,39 @@ class KafkaSettings(BaseModel):
 
 
 class ProducerSettings(BaseModel):
-    """Producer batching and durability."""
+    """Producer batching and durability, sources, worker processes and feed polling."""
 
     compression: str = Field("lz4", description="none, gzip, snappy, lz4 or zstd")
     linger_ms: int = 20
     batch_size: int = 512 * 1024
     max_request_size: int = 10 * 1024 * 1024
     max_document_bytes: int = Field(
-        5 * 1024 * 1024, description="Documents larger than this are rejected."
+        5 * 1024 * 1024, description="Documents (and JSON lines) larger than this are rejected."
     )
     rejects_path: Path = Path("newswire-rejects.jsonl")
+    workers: int = Field(
+        0, ge=0, description="Processes that parse, validate and encode; 0: one per core."
+    )
+    chunk_files: int = Field(128, ge=1, description="Documents per worker task.")
+    chunk_bytes: int = Field(1024 * 1024, ge=1024, description="JSON-lines bytes per worker task.")
+    ingested_at_header: bool = Field(
+        True, description="Also put the ingest time in a `newswire.ingested_at` record header."
+    )
+    max_feed_bytes: int = Field(32 * 1024 * 1024, description="Larger feeds are rejected.")
+    feed_every_s: float = Field(300.0, gt=0, description="--follow: seconds between polls.")
+    feed_timeout_s: float = Field(20.0, gt=0, description="--follow: HTTP timeout per request.")
+    feed_backoff_max_s: float = Field(
+        3600.0, gt=0, description="--follow: longest wait before retrying a failing feed."
+    )
+    feed_state_path: Path = Field(
+        Path("newswire-feeds.sqlite"),
+        description="--follow: validators and emitted entries per feed, kept across restarts.",
+    )
+    feed_seen_max: int = Field(
+        20_000, ge=100, description="--follow: emitted entry ids remembered per feed."
+    )
+    feed_concurrency: int = Field(8, ge=1, description="--follow: feeds fetched at once.")
+    user_agent: str = "newswire/0.1 (feed poller)"
 
 
 class RunnerSettings(BaseModel):
@@ -76,18 +100,61 @@ class MetricsSettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    """Where the ``store`` consumer writes."""
+    """Where the ``store`` consumer writes (and ``newswire articles`` reads)."""
 
-    url: str = "sqlite:///newswire.db"
+    url: str = Field(
+        "sqlite:///newswire.db",
+        description="sqlite:///PATH (sqlite:////abs/path) or postgresql://user:pw@host:port/db",
+    )
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = Field(
+        "FULL",
+        description="SQLite PRAGMA synchronous: FULL keeps committed batches across a power cut "
+        "(one fsync per batch); NORMAL only across a crash of the process.",
+    )
+    sqlite_busy_timeout_s: float = Field(
+        30.0, ge=0, description="SQLite: wait this long for another writer's lock, then retry."
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="PostgreSQL connect timeout.")
+    statement_timeout_ms: int = Field(
+        120_000, ge=0, description="PostgreSQL statement_timeout of the store's session (0: none)."
+    )
+    application_name: str = Field("newswire", description="PostgreSQL application_name.")
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
 
 class DedupSettings(BaseModel):
-    """The ``dedup`` consumer's remembered state."""
+    """The ``dedup`` consumer: what counts as a duplicate, and what it remembers."""
 
-    state_url: str = "sqlite:///newswire-dedup.sqlite"
-    max_entries: int = Field(1_000_000, ge=1, description="Remembered keys before eviction.")
+    state_url: str = Field(
+        "sqlite:///newswire-dedup.sqlite",
+        description="sqlite:///PATH (one host) or postgresql://… (shared by a consumer group).",
+    )
+    max_entries: int = Field(
+        1_000_000, ge=1, description="Remembered articles before the oldest are evicted."
+    )
+    window_s: int = Field(
+        0,
+        ge=0,
+        description="Also forget articles whose event time is this far (seconds) behind the "
+        "newest one remembered; 0: no window.",
+    )
     min_content_chars: int = Field(
         80, description="Shorter texts get no content fingerprint (too formulaic to compare)."
+    )
+    near: bool = Field(True, description="Detect near-duplicates (syndicated copies).")
+    near_threshold: float = Field(
+        0.7,
+        ge=0.0,
+        le=1.0,
+        description="Estimated Jaccard similarity of word 5-shingles from which a candidate "
+        "is a near-duplicate.",
+    )
+    near_min_words: int = Field(
+        50, ge=5, description="Texts with fewer words are compared exactly only (briefs, scores)."
     )
 
 

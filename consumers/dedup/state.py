@@ -1,110 +1,469 @@
-"""Dedup state: which keys have been seen, which article they lead to, and who claimed them.
+"""Dedup state: the remembered articles, the keys that lead to them, and who claimed them.
 
-Each remembered key (``u:<article id>`` for the URL, ``c:<fingerprint>`` for the
-content) records the *claimant*: the source record (topic/partition/offset)
-that first saw it. A record delivered again after a crash finds its own claim
-and is judged as before — never as a duplicate of itself (DESIGN §4).
+One **entry** per judged record that must be remembered: the article's id, the
+article it was kept as (itself, or the original it duplicates), the verdict,
+the *claimant* — the source record (topic/partition/offset, as a 64-bit hash)
+that made the entry — its event time, its exact content hash and, for kept
+articles long enough to compare, its MinHash sketch (:mod:`.sketch`).
 
-State is bounded: beyond ``max_entries`` keys the oldest are evicted first.
+Entries are found through **keys**, each held by exactly one entry (the first
+to claim it): the URL key (the article id), the content key (hash of the
+normalised text) and the LSH band keys of the sketch. A key is claimed with an
+insert that fails if the key is taken, so when two dedup instances judge two
+copies of one story at the same moment, exactly one claim wins and the other
+instance judges again, against the winner.
+
+A record delivered again after a crash finds the entry it claimed itself and
+gets the same verdict back — never "duplicate of itself" (DESIGN §4).
+
+State is bounded: past ``max_entries`` entries, or when an entry's event time
+falls more than ``window_s`` behind the newest event time remembered, the
+oldest entries (in arrival order) are evicted with their keys.
+
+Backends: :class:`SqliteSeenIndex` (default; one file, processes on one host
+serialise through its write lock) and
+:class:`~consumers.dedup.postgres.PostgresSeenIndex` (shared by the instances
+of a consumer group on several hosts).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-import time
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["Claim", "SeenIndex", "SqliteSeenIndex"]
+import xxhash
+
+from consumers.dedup.sketch import FORMAT, band_keys, band_keys_many
+from newswire.errors import ConfigError
+
+__all__ = [
+    "KEPT",
+    "REASONS",
+    "Entry",
+    "SeenIndex",
+    "SqliteSeenIndex",
+    "band_keys_of",
+    "claimant_of",
+    "content_key",
+    "entries_keys",
+    "entry_keys",
+    "id_number",
+    "open_index",
+    "sketch_keys",
+    "url_key",
+]
+
+log = logging.getLogger(__name__)
+
+#: Entry.reason codes: 0 kept, else why the claimant was a duplicate.
+KEPT = 0
+REASONS = ("", "url", "content", "near")
+
+_TAG_BITS = 4
+_TAG_URL, _TAG_CONTENT, _TAG_BAND = 0, 1, 2
 
 
-@dataclass(frozen=True)
-class Claim:
-    """What a key leads to."""
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
 
-    kept_id: str
-    claimant: str
-    reason: str  # "" when the claimant was kept; else why the claimant was a duplicate
+
+def _unsigned(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
+def id_number(article_id: str) -> int:
+    """An article id (16 hex digits) as a signed 64-bit integer; other ids are hashed."""
+    if len(article_id) == 16:
+        try:
+            return _signed(int(article_id, 16))
+        except ValueError:
+            pass
+    return _signed(xxhash.xxh3_64_intdigest(article_id.encode("utf-8")))
+
+
+def id_text(number: int) -> str:
+    """The 16-hex-digit id of :func:`id_number`."""
+    return f"{_unsigned(number):016x}"
+
+
+def claimant_of(topic: str, partition: int, offset: int) -> int:
+    """The claimant of a source record, as a signed 64-bit hash of topic/partition/offset."""
+    return _signed(xxhash.xxh3_64_intdigest(f"{topic}/{partition}/{offset}".encode()))
+
+
+def _tagged(value: int, tag: int) -> int:
+    return _signed(((_unsigned(value) >> _TAG_BITS) << _TAG_BITS) | tag)
+
+
+def url_key(article: int) -> int:
+    """The key of an article's URL identity."""
+    return _tagged(article, _TAG_URL)
+
+
+def content_key(content: int) -> int:
+    """The key of an exact normalised text."""
+    return _tagged(content, _TAG_CONTENT)
+
+
+def band_key(band: int, value: int) -> int:
+    """The key of LSH band number *band* with 32-bit *value*."""
+    return (value << _TAG_BITS) | (_TAG_BAND + band)
+
+
+def sketch_keys(sketch: bytes) -> list[int]:
+    """The band keys of a stored sketch."""
+    return band_keys_of(band_keys(sketch))
+
+
+def band_keys_of(values: Sequence[int]) -> list[int]:
+    """The keys of LSH band values, band by band."""
+    return [(v << _TAG_BITS) | (_TAG_BAND + i) for i, v in enumerate(values)]
+
+
+@dataclass(slots=True)
+class Entry:
+    """A remembered record (``seq`` is 0 until it is stored)."""
+
+    article: int
+    kept: int
+    claimant: int
+    reason: int
+    similarity: float
+    event_time: int
+    content: int | None = None
+    sketch: bytes | None = None
+    kept_text: str | None = None  # the kept id, when it is not 16 hex digits
+    #: Hash of the numbers in the title (None: no number there), for the title-number guard.
+    numbers: int | None = None
+    seq: int = 0
+    #: The keys this entry is to claim (set by the judge; not stored as such).
+    keys: list[int] = field(default_factory=list)
+
+    @property
+    def kept_id(self) -> str:
+        """The id of the article this entry's record was kept as."""
+        return self.kept_text if self.kept_text is not None else id_text(self.kept)
+
+
+def entry_keys(entry: Entry) -> list[int]:
+    """Every key *entry* may hold (those it holds are among them), derived from its fields."""
+    return entries_keys([entry])[0]
+
+
+def entries_keys(entries: Sequence[Entry]) -> list[list[int]]:
+    """:func:`entry_keys` of many entries (the band keys computed at once)."""
+    sketched = [e.sketch for e in entries if e.sketch is not None]
+    bands = iter(band_keys_many(sketched))
+    out = []
+    for entry in entries:
+        keys = [url_key(entry.article)]
+        if entry.content is not None:
+            keys.append(content_key(entry.content))
+        if entry.sketch is not None:
+            keys.extend(band_keys_of(next(bands)))
+        out.append(keys)
+    return out
 
 
 class SeenIndex(Protocol):
-    """Remembered keys, shared by the members of one dedup group or private to one."""
+    """Remembered entries and their keys, private to one dedup process or shared by a group.
 
-    def lookup(self, keys: list[str]) -> dict[str, Claim]:
-        """The claims of those *keys* that are remembered."""
+    A batch is judged between :meth:`begin` and :meth:`commit`: look keys up,
+    insert the new entries, evict beyond the bounds, commit. :meth:`insert`
+    returns the keys it could not claim; if any of them was free at
+    :meth:`lookup` time another instance claimed it meanwhile, and the judge
+    rolls back and judges the batch again.
+    """
+
+    #: Entries evicted since the index was opened.
+    evicted: int
+
+    def begin(self) -> None:
+        """Start judging a batch."""
         ...
 
-    def claim(self, keys: list[str], claim: Claim) -> None:
-        """Remember *keys* as leading to *claim* (keys already claimed keep their claim)."""
+    def lookup(self, keys: Collection[int]) -> dict[int, Entry]:
+        """The entries holding those of *keys* that are held."""
+        ...
+
+    def insert(self, entries: Sequence[Entry]) -> set[int]:
+        """Store *entries* and claim their ``keys``; return the keys already held by others."""
+        ...
+
+    def rollback(self) -> None:
+        """Forget everything since :meth:`begin`."""
         ...
 
     def commit(self) -> None:
-        """Make the claims since the last commit durable, and evict beyond the bound."""
+        """Evict beyond the bounds and make the batch durable."""
         ...
 
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        """Entries remembered."""
+        ...
 
     def close(self) -> None:
         """Release the database."""
         ...
 
 
-class SqliteSeenIndex:
-    """A SeenIndex in one SQLite file (WAL): for a single dedup process."""
+def open_index(url: str, *, max_entries: int, window_s: int = 0) -> SeenIndex:
+    """The dedup state named by *url*: ``sqlite:///PATH`` or ``postgresql://…``."""
+    if url.startswith("sqlite:"):
+        from newswire.store import sqlite_path
 
-    def __init__(self, path: str | Path, *, max_entries: int = 1_000_000) -> None:
+        return SqliteSeenIndex(sqlite_path(url), max_entries=max_entries, window_s=window_s)
+    if url.startswith(("postgresql:", "postgres:")):
+        from consumers.dedup.postgres import PostgresSeenIndex
+
+        return PostgresSeenIndex(url, max_entries=max_entries, window_s=window_s)
+    raise ConfigError(
+        f"unsupported dedup state URL {url!r} (use sqlite:///PATH or postgresql://…)", url=url
+    )
+
+
+# -- SQLite ------------------------------------------------------------------------------------
+
+_SQLITE_DDL = """
+CREATE TABLE IF NOT EXISTS dedup_meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dedup_entries (
+    seq INTEGER PRIMARY KEY,
+    article INTEGER NOT NULL,
+    kept INTEGER NOT NULL,
+    claimant INTEGER NOT NULL,
+    reason INTEGER NOT NULL,
+    similarity REAL,
+    event_time INTEGER NOT NULL,
+    content INTEGER,
+    sketch BLOB,
+    kept_text TEXT,
+    numbers INTEGER
+);
+CREATE TABLE IF NOT EXISTS dedup_keys (key INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
+"""
+_ENTRY_COLUMNS = (
+    "article, kept, claimant, reason, similarity, event_time, content, sketch, kept_text, "
+    "numbers, seq"
+)
+_JOINED_COLUMNS = ", ".join(f"e.{c.strip()}" for c in _ENTRY_COLUMNS.split(","))
+_EVICT_CHUNK = 2000
+
+
+def _entry(row: Sequence[Any]) -> Entry:
+    (
+        article,
+        kept,
+        claimant,
+        reason,
+        similarity,
+        event_time,
+        content,
+        sketch,
+        kept_text,
+        numbers,
+        seq,
+    ) = row
+    return Entry(
+        article=int(article),
+        kept=int(kept),
+        claimant=int(claimant),
+        reason=int(reason),
+        similarity=1.0 if similarity is None else round(float(similarity), 4),
+        event_time=int(event_time),
+        content=None if content is None else int(content),
+        sketch=None if sketch is None else bytes(sketch),
+        kept_text=None if kept_text is None else str(kept_text),
+        numbers=None if numbers is None else int(numbers),
+        seq=int(seq),
+    )
+
+
+def _row(entry: Entry) -> tuple[object, ...]:
+    return (
+        entry.seq,
+        entry.article,
+        entry.kept,
+        entry.claimant,
+        entry.reason,
+        entry.similarity if entry.reason == REASONS.index("near") else None,
+        entry.event_time,
+        entry.content,
+        entry.sketch,
+        entry.kept_text,
+        entry.numbers,
+    )
+
+
+class SqliteSeenIndex:
+    """A SeenIndex in one SQLite file (WAL).
+
+    A batch runs in one ``BEGIN IMMEDIATE`` transaction: processes sharing the
+    file on one host take turns, so lookup and claim are atomic. Sharing across
+    hosts needs the PostgreSQL backend.
+    """
+
+    def __init__(
+        self, path: str | Path, *, max_entries: int = 1_000_000, window_s: int = 0
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_entries = max_entries
+        self.window_s = window_s
         self.evicted = 0
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, timeout=60, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS seen ("
-            " key TEXT PRIMARY KEY, kept_id TEXT NOT NULL, claimant TEXT NOT NULL,"
-            " reason TEXT NOT NULL, seen_at REAL NOT NULL)"
-        )
-        self._size = int(self._db.execute("SELECT count(*) FROM seen").fetchone()[0])
-        self._db.execute("BEGIN")
+        self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache at most
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._migrate()
+            self._size = int(self._db.execute("SELECT count(*) FROM dedup_entries").fetchone()[0])
+            self._watermark = int(self._meta("watermark") or 0)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._db.close()
+            raise
+        self._next_seq = 0
 
-    def lookup(self, keys: list[str]) -> dict[str, Claim]:
-        found = {}
-        for key in keys:
-            row = self._db.execute(
-                "SELECT kept_id, claimant, reason FROM seen WHERE key = ?", (key,)
-            ).fetchone()
-            if row is not None:
-                found[key] = Claim(*row)
+    def _migrate(self) -> None:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        if "seen" in tables:
+            # The first format (one row per exact key) cannot be converted: no sketches.
+            log.warning("%s: dropping the dedup state of the first format (exact keys)", self.path)
+            self._db.execute("DROP TABLE seen")
+        for statement in _SQLITE_DDL.strip().split(";\n"):
+            self._db.execute(statement)
+        stored = self._meta("format")
+        if stored is None:
+            self._db.execute("INSERT INTO dedup_meta VALUES ('format', ?)", (FORMAT,))
+        elif stored != FORMAT:
+            raise ConfigError(
+                f"{self.path}: dedup state has sketch format {stored!r}, this newswire writes "
+                f"{FORMAT!r}; point NEWSWIRE_DEDUP__STATE_URL at a new file",
+                url=str(self.path),
+            )
+
+    def _meta(self, name: str) -> Any:
+        row = self._db.execute("SELECT value FROM dedup_meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def begin(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        row = self._db.execute("SELECT max(seq) FROM dedup_entries").fetchone()
+        self._next_seq = int(row[0] or 0) + 1
+        self._pending_size = self._size
+        self._pending_watermark = self._watermark
+
+    def lookup(self, keys: Collection[int]) -> dict[int, Entry]:
+        found: dict[int, Entry] = {}
+        unique = list(set(keys))
+        by_seq: dict[int, Entry] = {}
+        for lo in range(0, len(unique), 500):
+            chunk = unique[lo : lo + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT k.key, {_JOINED_COLUMNS} FROM dedup_keys k "
+                f"JOIN dedup_entries e ON e.seq = k.seq WHERE k.key IN ({marks})",
+                chunk,
+            ).fetchall()
+            for row in rows:
+                seq = int(row[-1])
+                entry = by_seq.get(seq)
+                if entry is None:
+                    entry = by_seq[seq] = _entry(row[1:])
+                found[int(row[0])] = entry
         return found
 
-    def claim(self, keys: list[str], claim: Claim) -> None:
-        now = time.time()
-        cursor = self._db.executemany(
-            "INSERT OR IGNORE INTO seen (key, kept_id, claimant, reason, seen_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(k, claim.kept_id, claim.claimant, claim.reason, now) for k in keys],
+    def insert(self, entries: Sequence[Entry]) -> set[int]:
+        rows = []
+        claims: list[tuple[int, int]] = []
+        for entry in entries:
+            entry.seq = self._next_seq
+            self._next_seq += 1
+            rows.append(_row(entry))
+            claims.extend((key, entry.seq) for key in entry.keys)
+            self._pending_watermark = max(self._pending_watermark, entry.event_time)
+        self._db.executemany(
+            "INSERT INTO dedup_entries (seq, article, kept, claimant, reason, similarity, "
+            "event_time, content, sketch, kept_text, numbers) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
-        self._size += max(0, cursor.rowcount)
+        self._pending_size += len(rows)
+        cursor = self._db.executemany(
+            "INSERT OR IGNORE INTO dedup_keys (key, seq) VALUES (?, ?)", claims
+        )
+        if cursor.rowcount == len(claims):
+            return set()
+        # Under BEGIN IMMEDIATE nobody else writes: a lost key was held before (a judge bug
+        # or a 60-bit collision); name them so that the judge can tell.
+        mine = dict(claims)
+        held = self.lookup(list(mine))
+        return {key for key, entry in held.items() if entry.seq != mine[key]}
+
+    def rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def commit(self) -> None:
-        if self._size > self.max_entries:
-            # rowid grows with insertion: the smallest rowids are the oldest keys.
-            excess = self._size - self.max_entries
-            cursor = self._db.execute(
-                "DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen ORDER BY rowid LIMIT ?)",
-                (excess,),
+        evicted = self._evict()
+        if self._pending_watermark != self._watermark:
+            self._db.execute(
+                "INSERT OR REPLACE INTO dedup_meta VALUES ('watermark', ?)",
+                (self._pending_watermark,),
             )
-            self._size -= cursor.rowcount
-            self.evicted += cursor.rowcount
         self._db.execute("COMMIT")
-        self._db.execute("BEGIN")
+        self._size = self._pending_size
+        self._watermark = self._pending_watermark
+        self.evicted += evicted
+
+    def _evict(self) -> int:
+        """Delete the oldest entries beyond the bounds, with the keys they hold."""
+        cutoff = self._pending_watermark - self.window_s if self.window_s else None
+        evicted = 0
+        while True:
+            excess = self._pending_size - self.max_entries
+            if excess <= 0 and cutoff is None:
+                break
+            rows = self._db.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM dedup_entries ORDER BY seq LIMIT ?",
+                (max(excess, 0) if cutoff is None else _EVICT_CHUNK,),
+            ).fetchall()
+            victims: list[Entry] = []
+            for row in rows:
+                entry = _entry(row)
+                if len(victims) < excess or (cutoff is not None and entry.event_time < cutoff):
+                    victims.append(entry)
+                else:
+                    break
+            if not victims:
+                break
+            self._db.executemany(
+                "DELETE FROM dedup_keys WHERE key = ? AND seq = ?",
+                [
+                    (key, e.seq)
+                    for e, keys in zip(victims, entries_keys(victims), strict=True)
+                    for key in keys
+                ],
+            )
+            self._db.execute("DELETE FROM dedup_entries WHERE seq <= ?", (victims[-1].seq,))
+            self._pending_size -= len(victims)
+            evicted += len(victims)
+            if len(victims) < len(rows):
+                break
+        return evicted
 
     def __len__(self) -> int:
         return self._size
 
     def close(self) -> None:
         if self._db.in_transaction:
-            self._db.execute("COMMIT")
+            self._db.execute("ROLLBACK")
         self._db.close()

@@ -303,13 +303,13 @@ def test_state_survives_close_and_reopen(harness: Harness) -> None:
         )
 
 
-def test_state_size_gauge_counts_remembered_keys(harness: Harness) -> None:
+def test_state_size_gauge_counts_remembered_articles(harness: Harness) -> None:
     records = [record(p) for p in CORPUS]
     harness.handle(*(event(r, i) for i, r in enumerate(records)))
-    # Each distinct long article is remembered by its URL and its content.
-    assert harness.metric("newswire_dedup_state_entries") == 2 * len(records)
+    # One entry per remembered article (its URL, content and sketch keys point at it).
+    assert harness.metric("newswire_dedup_state_entries") == len(records)
     harness.crash_and_restart()
-    assert harness.metric("newswire_dedup_state_entries") == 2 * len(records)
+    assert harness.metric("newswire_dedup_state_entries") == len(records)
 
 
 # -- bounded state ----------------------------------------------------------------------------
@@ -325,8 +325,8 @@ def test_the_oldest_keys_are_evicted_at_the_bound_and_counted(
         records = [record(p) for p in CORPUS[:3]]
         for offset, rec in enumerate(records):
             h.handle(event(rec, offset))
-        # 3 articles x 2 keys, bound 2: the 4 oldest keys are gone.
-        assert h.metric("newswire_dedup_evictions_total") == 4
+        # 3 articles, bound 2: the oldest article (with all its keys) is gone.
+        assert h.metric("newswire_dedup_evictions_total") == 1
         assert h.metric("newswire_dedup_state_entries") == 2
         # The newest article is still remembered…
         assert verdict(h.handle(event(records[2], 10)))[1] == "url"

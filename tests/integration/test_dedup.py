@@ -1,0 +1,374 @@
+"""Dedup against the real broker (Tansu), each stage its own process.
+
+Near-duplicates end to end, a group of two dedup processes sharing their state
+in PostgreSQL, SIGKILL mid-stream, restarts and the state's bound.
+
+Where a copy and its original sit on different partitions, which of the two
+is judged first (and kept) is up to the consumer's fetch order; the assertions
+are therefore about clusters: every story stored exactly once, every copy
+reported once, as a duplicate of the story's stored article.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import signal
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers.dedup.fingerprint import tokens
+from newswire.broker import EmbeddedBroker
+from newswire.model import Article
+from newswire.pipeline import Pipeline, StageProcess
+from newswire.publisher import Publisher
+from newswire.serde import SingleObjectSerde
+from newswire.settings import Settings
+from newswire.source import Document
+from newswire.topics import DUPLICATES, UNIQUE, ensure_topics
+from tests.conftest import ARTICLES
+from tests.helpers import ListSource, read_topic, seed_fields, wait_for
+
+pytestmark = pytest.mark.integration
+
+VOCABULARY = tokens(" ".join(p.read_text() for p in sorted(ARTICLES.glob("00[1-6]_*.txt"))))
+BASE = seed_fields(ARTICLES / "006_us-secret-service-laptop-stolen.txt")
+T0 = dt.datetime(2017, 3, 1, 8, tzinfo=dt.UTC)
+
+
+# -- documents -------------------------------------------------------------------------------------
+
+
+def story(n: int, words: int = 120) -> dict[str, Any]:
+    """A distinct article: its own URL, a text of random words (no two alike)."""
+    rng = random.Random(n)
+    body = ". ".join(
+        " ".join(rng.choice(VOCABULARY) for _ in range(12)).capitalize() for _ in range(words // 12)
+    )
+    return {
+        **BASE,
+        "title": f"Story {n}: {' '.join(rng.choice(VOCABULARY) for _ in range(6))}",
+        "excerpt": "",
+        "body": body + ".",
+        "originalUrl": f"https://www.news.example.com/world/story-{n}",
+        "webUrl": f"https://www.news.example.com/world/story-{n}",
+        "publishedDateTime": T0 + dt.timedelta(minutes=n),
+        "related": [],
+    }
+
+
+def syndicated(fields: dict[str, Any], outlet: str = "wire.partner.example") -> dict[str, Any]:
+    """A wire copy on another outlet: dateline, credit line, re-cased title, last sentence cut."""
+    body = fields["body"].rsplit(". ", 1)[0] + "."
+    url = f"https://{outlet}/news/{article_id(fields)}"
+    return {
+        **fields,
+        "title": fields["title"].upper(),
+        "body": f"WASHINGTON (Reuters) - {body}\n\nReporting by Jane Doe; Editing by Tom Roe",
+        "originalUrl": url,
+        "webUrl": url,
+        "provider": {"name": "Partner", "domain": outlet},
+        "publishedDateTime": fields["publishedDateTime"] + dt.timedelta(hours=2),
+    }
+
+
+def url_variant(fields: dict[str, Any]) -> dict[str, Any]:
+    url = fields["originalUrl"].replace("https://www.", "http://") + "/?utm_source=feed#top"
+    return {**fields, "originalUrl": url, "webUrl": url}
+
+
+def earnings(company: str, shr: int) -> dict[str, Any]:
+    url = f"https://wire.example.com/earnings/{company.lower().replace(' ', '-')}"
+    return {
+        **BASE,
+        "title": f"{company} 1ST QTR NET",
+        "excerpt": "",
+        "body": f"NEW YORK, March 3 - Shr {shr} cts vs 1.19 dlrs Net 1.2 mln vs 3.4 mln "
+        f"Revs 45.6 mln vs 40.1 mln Reuter",
+        "originalUrl": url,
+        "webUrl": url,
+        "related": [],
+    }
+
+
+def follow_up(fields: dict[str, Any], n: int) -> dict[str, Any]:
+    """A later story on the same event: new text, a third of the original kept as background."""
+    new = story(10_000 + n)
+    sentences = fields["body"].split(". ")
+    background = ". ".join(sentences[: len(sentences) // 3])
+    url = fields["originalUrl"] + "-latest"
+    return {
+        **new,
+        "title": "Latest: " + fields["title"],
+        "body": f"{new['body']} {background}.",
+        "originalUrl": url,
+        "webUrl": url,
+        "publishedDateTime": fields["publishedDateTime"] + dt.timedelta(days=1),
+    }
+
+
+def documents(items: list[dict[str, Any]]) -> list[Document]:
+    return [Document(f"test-{i}", fields) for i, fields in enumerate(items)]
+
+
+def article_id(fields: dict[str, Any]) -> str:
+    return Article.model_validate(fields).id
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+def publish(settings: Settings, items: list[dict[str, Any]]) -> int:
+    publisher = Publisher(settings)
+    try:
+        summary = publisher.publish([ListSource(documents(items))])
+    finally:
+        publisher.close()
+    assert summary.sent == len(items)
+    return int(summary.sent)
+
+
+def make_settings(broker: EmbeddedBroker, workdir: Path, partitions: int) -> Settings:
+    """The conftest settings, with *partitions* per topic."""
+    s = Settings()
+    s.kafka.bootstrap = broker.bootstrap
+    s.kafka.partitions = partitions
+    s.kafka.session_timeout_ms = 2000
+    s.kafka.heartbeat_interval_ms = 500
+    s.store.url = f"sqlite:///{workdir / 'store.db'}"
+    s.dedup.state_url = f"sqlite:///{workdir / 'dedup.sqlite'}"
+    s.metrics.port = 0
+    s.metrics.runtime_dir = workdir / "runtime"
+    s.producer.rejects_path = workdir / "rejects.jsonl"
+    s.runner.retry_backoff_ms = 20
+    workdir.mkdir(parents=True, exist_ok=True)
+    ensure_topics(s.kafka)
+    return s
+
+
+def rows(settings: Settings, sql: str) -> list[sqlite3.Row]:
+    db = sqlite3.connect(settings.store.url.removeprefix("sqlite:///"))
+    db.row_factory = sqlite3.Row
+    try:
+        return db.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []  # the store has not created its tables yet
+    finally:
+        db.close()
+
+
+def count(settings: Settings, table: str) -> int:
+    found = rows(settings, f"SELECT count(*) AS n FROM {table}")
+    return int(found[0]["n"]) if found else 0
+
+
+def clusters(settings: Settings) -> set[frozenset[str]]:
+    """The stored result: each stored article with the URLs of its reported duplicates."""
+    groups: dict[str, set[str]] = defaultdict(set)
+    for row in rows(settings, "SELECT id, url FROM articles"):
+        groups[row["id"]].add(row["url"])
+    for row in rows(settings, "SELECT url, duplicate_of FROM duplicates"):
+        assert row["duplicate_of"] in groups, f"{row['url']} is a duplicate of nothing stored"
+        groups[row["duplicate_of"]].add(row["url"])
+    return {frozenset(g) for g in groups.values()}
+
+
+def metric(pipeline: Pipeline, name: str, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(
+        value
+        for samples in pipeline.metrics().values()
+        for (sample, sample_labels), value in samples.items()
+        if sample == name and wanted <= set(sample_labels)
+    )
+
+
+@pytest.fixture
+def pipelines() -> Iterator[list[Pipeline]]:
+    """Pipelines started by a test, stopped (processes by PID, then the broker) at its end."""
+    started: list[Pipeline] = []
+    yield started
+    for pipeline in started:
+        pipeline.stop()
+
+
+def dataset(stories: int) -> tuple[list[dict[str, Any]], set[frozenset[str]]]:
+    """Stories with syndicated copies (every 2nd) and URL variants (every 3rd), two earnings
+    briefs and a follow-up; and the clusters a correct dedup stores them as."""
+    items: list[dict[str, Any]] = []
+    expected: list[set[str]] = []
+    for n in range(stories):
+        original = story(n)
+        group = [original]
+        if n % 2 == 0:
+            group.append(syndicated(original))
+        if n % 3 == 0:
+            group.append(url_variant(original))
+        items.extend(group)
+        expected.append({g["originalUrl"] for g in group})
+    extra = [
+        earnings("ACME CORP", 34),
+        earnings("NORTHERN INDUSTRIES INC", 35),
+        follow_up(items[0], 0),
+    ]
+    items.extend(extra)
+    expected.extend({e["originalUrl"]} for e in extra)
+    return items, {frozenset(g) for g in expected}
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+
+def test_a_syndicated_copy_is_a_near_sighting_and_hard_negatives_are_kept(
+    settings: Settings, tmp_path: Path, pipelines: list[Pipeline]
+) -> None:
+    pipeline = Pipeline(settings, tmp_path / "work")
+    pipelines.append(pipeline)
+    pipeline.start()
+    original = story(1)
+    briefs = [earnings("ACME CORP", 34), earnings("NORTHERN INDUSTRIES INC", 35)]
+    first = [original, *briefs]
+    publish(settings, first)
+    read_topic(settings, UNIQUE, expect=len(first))  # the originals are judged first
+    later = [syndicated(original), follow_up(original, 1)]
+    publish(settings, later)
+    pipeline.wait_until_idle(len(first) + len(later), timeout_s=90)
+
+    (sighting,) = rows(settings, "SELECT * FROM duplicates")
+    assert sighting["reason"] == "near"
+    assert sighting["duplicate_of"] == article_id(original)
+    assert sighting["url"] == later[0]["originalUrl"]
+    assert 0.7 <= sighting["similarity"] < 1.0
+    stored = {r["url"] for r in rows(settings, "SELECT url FROM articles")}
+    assert stored == {d["originalUrl"] for d in [*first, later[1]]}
+
+
+@pytest.mark.postgres
+def test_two_dedup_processes_sharing_postgres_store_what_one_stores(
+    tansu_binary: str, tmp_path: Path, postgres_url: str, pipelines: list[Pipeline]
+) -> None:
+    items, expected = dataset(60)
+    results = {}
+    for instances in (1, 2):
+        workdir = tmp_path / f"dedup-x{instances}"
+        workdir.mkdir()
+        broker = EmbeddedBroker(log_path=workdir / "broker.log").start()
+        pipeline = Pipeline(
+            make_settings(broker, workdir, partitions=6),
+            workdir / "work",
+            stages={"dedup": instances, "enrich": 1, "store": 1},
+            broker=broker,  # stopped with the pipeline
+        )
+        pipelines.append(pipeline)
+        if instances == 2:
+            pipeline.settings.dedup.state_url = postgres_url
+        pipeline.start()
+        publish(pipeline.settings, items)
+        pipeline.wait_until_idle(len(items), timeout_s=120)
+        if instances == 2:
+            dedups = [p for p in pipeline.processes if p.name == "dedup"]
+            assert len(dedups) == 2
+            # Both members judged records: the group shared the six partitions.
+            per_process = pipeline.metrics()
+            assert all(
+                any(
+                    name == "newswire_consumer_records_in_total" and value > 0
+                    for (name, _), value in per_process[p.label].items()
+                )
+                for p in dedups
+            )
+        results[instances] = clusters(pipeline.settings)
+        pipeline.stop()
+    assert results[1] == expected
+    assert results[2] == expected
+
+
+def _kill(stage: StageProcess) -> None:
+    os.kill(stage.process.pid, signal.SIGKILL)
+    stage.process.wait(10)
+
+
+def test_sigkill_of_dedup_mid_stream_loses_no_article_and_stores_no_duplicate(
+    settings: Settings, tmp_path: Path, pipelines: list[Pipeline]
+) -> None:
+    settings.kafka.max_poll_records = 50  # many commits: the kill lands between two of them
+    items, expected = dataset(600)
+    pipeline = Pipeline(settings, tmp_path / "work")
+    pipelines.append(pipeline)
+    pipeline.start()
+    publish(settings, items)
+    dedup = next(p for p in pipeline.processes if p.name == "dedup")
+    wait_for(lambda: count(settings, "duplicates") > 20, timeout=60, what="progress")
+    _kill(dedup)
+    assert count(settings, "articles") < len(expected), "killed too late to prove anything"
+    pipeline.processes.remove(dedup)
+    pipeline.processes.append(pipeline.spawn("dedup"))
+    copies = len(items) - len(expected)
+    wait_for(
+        lambda: (
+            count(settings, "articles") >= len(expected) and count(settings, "duplicates") >= copies
+        ),
+        timeout=120,
+        what="drain",
+    )
+    assert count(settings, "articles") == len(expected)
+    assert count(settings, "duplicates") == copies
+    assert clusters(settings) == expected
+
+
+def test_the_state_survives_a_restart(
+    settings: Settings, tmp_path: Path, pipelines: list[Pipeline]
+) -> None:
+    pipeline = Pipeline(settings, tmp_path / "work", stages={"dedup": 1})
+    pipelines.append(pipeline)
+    pipeline.start()
+    originals = [story(n) for n in range(3)]
+    publish(settings, originals)
+    read_topic(settings, UNIQUE, expect=3)
+    (dedup,) = pipeline.processes
+    dedup.stop()  # SIGTERM: finish, commit, leave
+    pipeline.processes.remove(dedup)
+    pipeline.processes.append(pipeline.spawn("dedup"))
+    publish(settings, [syndicated(originals[0]), url_variant(originals[1])])
+
+    serde = SingleObjectSerde()
+    sightings = [serde.decode(r.value)[1] for r in read_topic(settings, DUPLICATES, expect=2)]
+    assert {(s["reason"], s["duplicate_of"]) for s in sightings} == {
+        ("near", article_id(originals[0])),
+        ("url", article_id(originals[1])),
+    }
+    assert len(read_topic(settings, UNIQUE, expect=4, timeout=3)) == 3
+
+
+def test_the_oldest_articles_are_forgotten_at_the_bound(
+    settings: Settings, tmp_path: Path, pipelines: list[Pipeline]
+) -> None:
+    settings.dedup.max_entries = 4
+    pipeline = Pipeline(settings, tmp_path / "work", stages={"dedup": 1})
+    pipelines.append(pipeline)
+    pipeline.start()
+    originals = [story(n) for n in range(6)]
+    # "Oldest" is in the order judged: the first two are judged before the other four.
+    publish(settings, originals[:2])
+    read_topic(settings, UNIQUE, expect=2)
+    publish(settings, originals[2:])
+    read_topic(settings, UNIQUE, expect=6)
+    wait_for(
+        lambda: metric(pipeline, "newswire_dedup_evictions_total") == 2,
+        timeout=30,
+        what="2 evictions",
+    )
+    assert metric(pipeline, "newswire_dedup_state_entries") == 4
+    # The two oldest are forgotten (a copy passes as new), the newest are still remembered.
+    publish(settings, [syndicated(originals[0]), syndicated(originals[5])])
+    serde = SingleObjectSerde()
+    (sighting,) = [serde.decode(r.value)[1] for r in read_topic(settings, DUPLICATES, expect=1)]
+    assert sighting["duplicate_of"] == article_id(originals[5])
+    unique = [serde.decode(r.value)[1] for r in read_topic(settings, UNIQUE, expect=7)]
+    assert syndicated(originals[0])["originalUrl"] in {u["original_url"] for u in unique}

@@ -1,0 +1,282 @@
+"""The dedup state on both backends: bounds, persistence, formats, and racing claims."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import sqlite3
+import threading
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from consumers.dedup import DedupConsumer
+from consumers.dedup.consumer import Verdict
+from consumers.dedup.fingerprint import tokens
+from consumers.dedup.postgres import PostgresSeenIndex
+from consumers.dedup.state import Entry, SqliteSeenIndex, open_index
+from newswire.consumer import Context, Event
+from newswire.errors import ConfigError
+from newswire.serde import ARTICLE
+from newswire.settings import Settings
+from newswire.topics import RAW
+from tests.unit.support import ARTICLES, record
+
+LAPTOP = ARTICLES / "006_us-secret-service-laptop-stolen.txt"
+T0 = dt.datetime(2017, 3, 1, 12, tzinfo=dt.UTC)
+VOCABULARY = tokens(" ".join(p.read_text() for p in sorted(ARTICLES.glob("00[1-6]_*.txt"))))
+
+
+def story(n: int, *, published: dt.datetime = T0, words: int = 120) -> dict[str, Any]:
+    """A distinct article: its own URL and a text of random words (no two alike)."""
+    rng = random.Random(n)
+    return record(
+        LAPTOP,
+        originalUrl=f"https://news.example.com/story/{n}",
+        title=f"Story {n}",
+        body=" ".join(rng.choice(VOCABULARY) for _ in range(words)),
+        publishedDateTime=published,
+    )
+
+
+def copy_of(rec: dict[str, Any], outlet: str) -> dict[str, Any]:
+    """A syndicated copy: another outlet, a dateline and a credit line."""
+    return {
+        **rec,
+        **record(
+            LAPTOP,
+            originalUrl=f"https://{outlet}/wire/{rec['id']}",
+            title=rec["title"].upper(),
+            body=f"LONDON (Reuters) - {rec['body']} Reporting by Jane Doe",
+            publishedDateTime=rec["published_at"],
+        ),
+    }
+
+
+def event(rec: dict[str, Any], partition: int, offset: int) -> Event:
+    return Event(RAW, partition, offset, rec["id"].encode(), b"raw", ARTICLE, rec)
+
+
+def open_consumer(state_url: str, **dedup: Any) -> DedupConsumer:
+    settings = Settings()
+    settings.dedup.state_url = state_url
+    for name, value in dedup.items():
+        setattr(settings.dedup, name, value)
+    consumer = DedupConsumer()
+    consumer.bind(
+        Context(
+            settings=settings,
+            registry=CollectorRegistry(),
+            emit=lambda *a, **k: None,
+            log=logging.getLogger("test"),
+        )
+    )
+    consumer.setup()
+    return consumer
+
+
+def metric(consumer: DedupConsumer, name: str, **labels: str) -> float | None:
+    return consumer.context.registry.get_sample_value(
+        name, {"consumer": "dedup", "topic": RAW, **labels}
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'dedup.sqlite'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+# -- bounds ----------------------------------------------------------------------------------------
+
+
+def test_the_oldest_articles_are_evicted_at_the_bound_with_their_keys(state_url: str) -> None:
+    consumer = open_consumer(state_url, max_entries=3)
+    try:
+        stories = [story(n) for n in range(5)]
+        for offset, rec in enumerate(stories):
+            consumer.judge_batch([event(rec, 0, offset)])
+        assert len(consumer.index) == 3
+        assert metric(consumer, "newswire_dedup_state_entries") == 3
+        assert metric(consumer, "newswire_dedup_evictions_total") == 2
+        # The two oldest are forgotten, URL and content and sketch: a copy of one is new…
+        assert not consumer.judge_batch([event(copy_of(stories[0], "a.example"), 1, 0)])[
+            0
+        ].duplicate
+        # …while the newest are remembered.
+        verdict = consumer.judge_batch([event(copy_of(stories[4], "b.example"), 1, 1)])[0]
+        assert (verdict.reason, verdict.kept_id) == ("near", stories[4]["id"])
+    finally:
+        consumer.close()
+
+
+def test_evicting_deletes_exactly_the_keys_of_the_evicted(tmp_path: Path) -> None:
+    path = tmp_path / "dedup.sqlite"
+    consumer = open_consumer(f"sqlite:///{path}", max_entries=10)
+    try:
+        for offset in range(40):
+            consumer.judge_batch([event(story(offset), 0, offset)])
+    finally:
+        consumer.close()
+    db = sqlite3.connect(path)
+    try:
+        entries = db.execute("SELECT count(*) FROM dedup_entries").fetchone()[0]
+        keys = db.execute("SELECT count(*) FROM dedup_keys").fetchone()[0]
+        orphans = db.execute(
+            "SELECT count(*) FROM dedup_keys k LEFT JOIN dedup_entries e ON e.seq = k.seq "
+            "WHERE e.seq IS NULL"
+        ).fetchone()[0]
+    finally:
+        db.close()
+    assert entries == 10
+    assert orphans == 0
+    assert keys == 10 * 8  # URL, content and 6 band keys each
+
+
+def test_articles_older_than_the_window_are_evicted(state_url: str) -> None:
+    consumer = open_consumer(state_url, window_s=3600)
+    try:
+        early = [story(1, published=T0), story(2, published=T0 + dt.timedelta(minutes=10))]
+        late = story(3, published=T0 + dt.timedelta(hours=2))
+        consumer.judge_batch([event(r, 0, i) for i, r in enumerate(early)])
+        assert len(consumer.index) == 2
+        consumer.judge_batch([event(late, 0, 2)])
+        assert len(consumer.index) == 1
+        assert metric(consumer, "newswire_dedup_evictions_total") == 2
+        assert not consumer.judge_batch([event(copy_of(early[0], "c.example"), 1, 0)])[0].duplicate
+    finally:
+        consumer.close()
+
+
+# -- persistence and formats ----------------------------------------------------------------------
+
+
+def test_the_state_survives_a_restart(state_url: str) -> None:
+    original = story(1)
+    consumer = open_consumer(state_url)
+    consumer.judge_batch([event(original, 0, 0)])
+    consumer.close()
+    consumer = open_consumer(state_url)
+    try:
+        assert len(consumer.index) == 1
+        verdict = consumer.judge_batch([event(copy_of(original, "d.example"), 3, 7)])[0]
+        assert (verdict.reason, verdict.kept_id) == ("near", original["id"])
+        assert consumer.judge_batch([event(original, 0, 0)]) == [Verdict(original["id"])]
+    finally:
+        consumer.close()
+
+
+def test_a_state_of_another_sketch_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dedup.sqlite"
+    SqliteSeenIndex(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE dedup_meta SET value = 'rmh1-other' WHERE name = 'format'")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigError, match="sketch format"):
+        SqliteSeenIndex(path)
+
+
+def test_a_state_of_the_first_exact_only_format_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "dedup.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE seen (key TEXT PRIMARY KEY, kept_id TEXT, claimant TEXT)")
+    db.commit()
+    db.close()
+    index = SqliteSeenIndex(path)
+    index.close()
+    db = sqlite3.connect(path)
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    db.close()
+    assert "seen" not in tables
+
+
+def test_an_unknown_state_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unsupported dedup state URL"):
+        open_index("redis://127.0.0.1:6379/0", max_entries=10)
+
+
+# -- two instances, one story, the same moment ----------------------------------------------------
+
+
+class _PausingPostgresIndex(PostgresSeenIndex):
+    """The real PostgreSQL index, made to wait after its first lookup until both racers looked."""
+
+    def __init__(self, url: str, barrier: threading.Barrier) -> None:
+        super().__init__(url)
+        self.barrier = barrier
+        self.lookups = 0
+
+    def lookup(self, keys: Collection[int]) -> dict[int, Entry]:
+        found = super().lookup(keys)
+        self.lookups += 1
+        if self.lookups == 1:
+            self.barrier.wait(timeout=30)
+        return found
+
+
+def _race(consumers: list[DedupConsumer], batches: list[list[Event]]) -> list[Verdict]:
+    verdicts: list[Verdict | None] = [None, None]
+    errors: list[BaseException] = []
+
+    def judge(i: int) -> None:
+        try:
+            (verdicts[i],) = consumers[i].judge_batch(batches[i])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=judge, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert all(v is not None for v in verdicts)
+    return [v for v in verdicts if v is not None]
+
+
+@pytest.mark.postgres
+def test_two_instances_judging_two_copies_at_once_keep_exactly_one(postgres_url: str) -> None:
+    original = story(1)
+    copies = [[event(original, 1, 0)], [event(copy_of(original, "e.example"), 4, 0)]]
+    for _round in range(3):  # a fresh race each time (new offsets, new story)
+        barrier = threading.Barrier(2)
+        consumers = [open_consumer(postgres_url) for _ in (0, 1)]
+        try:
+            for consumer in consumers:
+                consumer.index.close()
+                consumer.index = _PausingPostgresIndex(postgres_url, barrier)
+            a, b = _race(consumers, copies)
+            assert sorted([a.duplicate, b.duplicate]) == [False, True]
+            kept, dup = (a, b) if b.duplicate else (b, a)
+            assert dup.reason == "near"
+            assert dup.kept_id == kept.kept_id
+            assert sum(metric(c, "newswire_dedup_claim_conflicts_total") or 0 for c in consumers)
+        finally:
+            for consumer in consumers:
+                consumer.close()
+        original = story(_round + 10)
+        copies = [
+            [event(original, 1, _round + 1)],
+            [event(copy_of(original, "e.example"), 4, _round + 1)],
+        ]
+
+
+def test_two_processes_sharing_one_sqlite_file_keep_exactly_one(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'dedup.sqlite'}"
+    original = story(1)
+    consumers = [open_consumer(url) for _ in (0, 1)]
+    try:
+        a, b = _race(
+            consumers,
+            [[event(original, 1, 0)], [event(copy_of(original, "f.example"), 4, 0)]],
+        )
+    finally:
+        for consumer in consumers:
+            consumer.close()
+    assert sorted([a.duplicate, b.duplicate]) == [False, True]
