@@ -45,7 +45,8 @@ class ProducerSettings(BaseModel):
 
     compression: str = Field("lz4", description="none, gzip, snappy, lz4 or zstd")
     linger_ms: int = 20
-    batch_size: int = 4 * 1024 * 1024  # few sender wake-ups when a stage fills one partition at a time
+    # Big batches: a stage forwarding to the source partition fills one at a time.
+    batch_size: int = 4 * 1024 * 1024
     max_request_size: int = 10 * 1024 * 1024
     max_document_bytes: int = Field(
         5 * 1024 * 1024, description="Documents (and JSON lines) larger than this are rejected."
