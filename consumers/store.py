@@ -1,19 +1,80 @@
 """The ``store`` consumer: enriched articles and duplicate sightings into the database.
 
-One transaction per batch; the runtime commits offsets only after it. Upserts
-by article id make a replay harmless.
+One transaction per batch; the runtime commits offsets only after it, and
+upserts by article id make a replay harmless.
+
+Failures, and what the runtime does with them:
+
+- the database is unreachable, restarting or otherwise unusable
+  (:class:`~newswire.errors.UnavailableError`): the runtime retries the batch
+  with capped exponential backoff until it succeeds, commits nothing meanwhile
+  and dead-letters nothing; this consumer counts the time spent in the outage;
+- the database refuses a value (:class:`~newswire.errors.StoreError`, not
+  retriable): the runtime re-runs the batch one record at a time, so only the
+  refused record goes to ``articles.dlq`` and its batch-mates are stored.
+
+A database that cannot be reached at start-up is not an error: the first
+batch waits for it like any other outage.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+import time
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from newswire import Consumer, Event
+from newswire.errors import UnavailableError
 from newswire.serde import ENRICHED_ARTICLE, SIGHTING
 from newswire.store import Store, open_store
 from newswire.topics import DUPLICATES, ENRICHED
 
-__all__ = ["StoreConsumer"]
+__all__ = ["StoreConsumer", "StoreMetrics"]
+
+_WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+@dataclass(frozen=True)
+class StoreMetrics:
+    """The store consumer's own series (the runtime's ``newswire_consumer_*`` come on top)."""
+
+    rows: Counter
+    write_seconds: Histogram
+    outage_seconds: Counter
+    outages: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> StoreMetrics:
+        """Register the bundle in *registry*."""
+        ct = ("consumer", "topic")
+        return cls(
+            rows=Counter(
+                "newswire_store_rows_written_total",
+                "Records upserted into the store, by table.",
+                (*ct, "table"),
+                registry=registry,
+            ),
+            write_seconds=Histogram(
+                "newswire_store_write_seconds",
+                "Time of one batch's database transaction.",
+                ct,
+                buckets=_WRITE_BUCKETS,
+                registry=registry,
+            ),
+            outage_seconds=Counter(
+                "newswire_store_outage_seconds_total",
+                "Time spent with the database unavailable (batch retried, nothing committed).",
+                ct,
+                registry=registry,
+            ),
+            outages=Counter(
+                "newswire_store_outages_total",
+                "Times the database became unavailable.",
+                ct,
+                registry=registry,
+            ),
+        )
 
 
 class StoreConsumer(Consumer):
@@ -23,13 +84,22 @@ class StoreConsumer(Consumer):
     topics = (ENRICHED, DUPLICATES)
 
     def setup(self) -> None:
-        self.store: Store = open_store(self.context.settings.store.url)
-        self._rows = Counter(
-            "newswire_store_rows_written_total",
-            "Rows upserted into the store, by table.",
-            ("consumer", "topic", "table"),
-            registry=self.context.registry,
-        )
+        settings = self.context.settings.store
+        # A bad URL or a schema newer than this newswire fails here, at start-up.
+        self.store: Store = open_store(settings.url, settings=settings, connect=False)
+        self.metrics = StoreMetrics.create(self.context.registry)
+        # Every series exists from the start, at 0: rate() and alerts need no special case.
+        self.metrics.rows.labels(self.name, ENRICHED, "articles")
+        self.metrics.rows.labels(self.name, DUPLICATES, "duplicates")
+        self.metrics.write_seconds.labels(self.name, self.topics[0])
+        self.metrics.outage_seconds.labels(self.name, self.topics[0])
+        self.metrics.outages.labels(self.name, self.topics[0])
+        self._outage_since: float | None = None
+        self._outage_mark = 0.0
+        try:
+            self.store.connect()
+        except UnavailableError as exc:
+            self.context.log.warning("%s; the first batch will wait for it", exc)
 
     def close(self) -> None:
         self.store.close()
@@ -43,8 +113,40 @@ class StoreConsumer(Consumer):
                 f"{unexpected[0].where}: store takes EnrichedArticle or Sighting, "
                 f"not {unexpected[0].schema}"
             )
-        n_articles, n_duplicates = self.store.write(articles, sightings)
+        started = time.perf_counter()
+        try:
+            n_articles, n_duplicates = self.store.write(articles, sightings)
+        except UnavailableError as exc:
+            self._unavailable(exc)
+            raise
+        self._available()
+        self.metrics.write_seconds.labels(self.name, self.topics[0]).observe(
+            time.perf_counter() - started
+        )
         if n_articles:
-            self._rows.labels(self.name, ENRICHED, "articles").inc(n_articles)
+            self.metrics.rows.labels(self.name, ENRICHED, "articles").inc(n_articles)
         if n_duplicates:
-            self._rows.labels(self.name, DUPLICATES, "duplicates").inc(n_duplicates)
+            self.metrics.rows.labels(self.name, DUPLICATES, "duplicates").inc(n_duplicates)
+
+    # -- outage accounting -------------------------------------------------------------------
+
+    def _unavailable(self, exc: UnavailableError) -> None:
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = self._outage_mark = now
+            self.metrics.outages.labels(self.name, self.topics[0]).inc()
+            self.context.log.warning("store unavailable, retrying until it is back: %s", exc)
+            return
+        # Counted as it goes, so a long outage shows while it lasts.
+        self.metrics.outage_seconds.labels(self.name, self.topics[0]).inc(now - self._outage_mark)
+        self._outage_mark = now
+
+    def _available(self) -> None:
+        if self._outage_since is None:
+            return
+        now = time.monotonic()
+        self.metrics.outage_seconds.labels(self.name, self.topics[0]).inc(now - self._outage_mark)
+        self.context.log.info(
+            "store available again after %.1fs of outage", now - self._outage_since
+        )
+        self._outage_since = None

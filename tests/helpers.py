@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
 from kafka import KafkaConsumer
@@ -107,3 +111,114 @@ def generated_articles(
             documents.append(Document(f"gen-{i}-variant", variant))
             variants += 1
     return documents, ids, variants
+
+
+class TcpProxy:
+    """A TCP proxy on 127.0.0.1 (a free port) to *target*, which a test can cut and restore.
+
+    ``cut()`` drops every open connection and makes new ones fail (accepted,
+    then reset at once) — what clients see when a database restarts or the
+    network fails; ``restore()`` forwards again. ``close()`` stops it.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)  # the accept loop checks for close() this often
+        self.port: int = self._listener.getsockname()[1]
+        self.connections = 0  # upstream connections made so far
+        self._cut = threading.Event()
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept, name="tcp-proxy", daemon=True)
+        self._acceptor.start()
+
+    def cut(self) -> None:
+        """Drop every connection; refuse new ones until :meth:`restore`."""
+        self._cut.set()
+        with self._lock:
+            sockets, self._open = self._open, set()
+        for sock in sockets:
+            _drop(sock)
+
+    def restore(self) -> None:
+        """Forward new connections again."""
+        self._cut.clear()
+
+    def close(self) -> None:
+        """Stop accepting, drop everything, join the threads."""
+        self._closed.set()
+        self.cut()
+        self._acceptor.join(5)
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(5)
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if self._cut.is_set():
+                _drop(client)
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                _drop(client)
+                continue
+            upstream.settimeout(None)
+            client.settimeout(None)
+            with self._lock:
+                if self._cut.is_set():
+                    _drop(client)
+                    _drop(upstream)
+                    continue
+                self._open |= {client, upstream}
+                self.connections += 1
+            for src, dst in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
+                self._threads = [t for t in self._threads if t.is_alive()]
+                self._threads.append(thread)
+                thread.start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._open -= {src, dst}
+            _drop(src)
+            _drop(dst)
+
+
+def _drop(sock: socket.socket) -> None:
+    """Reset and close *sock* (SO_LINGER 0: the peer sees the connection reset, not a clean end)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

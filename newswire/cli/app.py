@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from newswire.cli import broker, consume, dlq, produce, run, schemas, status
+from newswire.cli import articles, broker, consume, dlq, produce, run, schemas, status
 
 app = typer.Typer(
     name="newswire",
@@ -22,6 +22,7 @@ app.command()(run.run)
 app.add_typer(dlq.dlq_app, name="dlq")
 app.command()(status.status)
 app.command()(status.top)
+app.add_typer(articles.articles_app, name="articles")
 app.add_typer(schemas.schemas_app, name="schemas")
 
 
