@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_samples import (  # noqa: E402
+from make_samples import (
     DEFAULT_CORPUS,
     VARIANTS,
     article_from_row,

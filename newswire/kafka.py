@@ -86,6 +86,11 @@ class KafkaClients:
         """See :func:`make_consumer`."""
         return make_consumer(self.kafka, group, role=role)
 
-    def producer(self, role: str) -> KafkaProducer:
-        """See :func:`make_producer`."""
+    def producer(self, role: str) -> Any:
+        """The stage's output producer: librdkafka unless ``NEWSWIRE_KAFKA__OUTPUT_CLIENT``
+        says ``kafka-python`` (see :mod:`newswire.rdkafka`)."""
+        if self.kafka.output_client == "confluent":
+            from newswire.rdkafka import RdKafkaProducer
+
+            return RdKafkaProducer(self.kafka, self.producer_settings, role)
         return make_producer(self.kafka, self.producer_settings, role=role)

@@ -1,56 +1,176 @@
 """The ``Source`` contract: where input documents come from.
 
-A source yields :class:`Document` (a raw field mapping, not yet validated) or
-:class:`Reject` (something it could not even parse). The producer validates
-documents into :class:`~newswire.model.Article` and reports rejects; a source
-never raises for one bad input and never stops the others.
+A source yields :class:`Document` (a raw field mapping with the seed document's
+field names, not yet validated) or :class:`Reject` (something it could not even
+parse). The publisher validates documents into :class:`~newswire.model.Article`
+and reports rejects; a source never raises for one bad input and never stops
+the others.
+
+Three optional parts of the contract make a source fast or long-running:
+
+- :meth:`Source.split` cuts a finite source into independent, picklable parts
+  (chunks of files, byte ranges of a JSON-lines file). The publisher parses,
+  validates and encodes the parts in worker processes (``--workers``); order
+  across parts is not kept, and need not be: every article is keyed by its id.
+- A source that runs for ever (a feed follower) yields a :class:`Checkpoint`
+  whenever what it yielded so far should be made durable. The publisher then
+  flushes the producer and calls :meth:`Source.commit` with the checkpoint's
+  token and whether every record was acknowledged, like Kafka Connect's
+  ``SourceTask.commit()``: the source remembers what is safely sent only then
+  (at-least-once).
+- ``suffixes`` / ``schemes`` / ``stdin`` / :meth:`Source.sniff` let
+  ``--format auto`` pick the source for a path, and :meth:`Source.from_paths`
+  builds one from command-line paths and the producer settings.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-__all__ = ["Document", "Reject", "RejectsFile", "Source"]
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from newswire.settings import ProducerSettings
+
+__all__ = ["Checkpoint", "Document", "Reject", "RejectsFile", "Source", "walk"]
+
+#: Names a directory walk never yields (project files, not articles).
+SKIP_NAMES = frozenset({"readme.md", "readme.txt", "license.txt", "license.md", "changelog.md"})
+
+
+def _where(origin: str, line: int | None, entry: int | None) -> str:
+    where = origin
+    if line is not None:
+        where += f":{line}"
+    if entry is not None:
+        where += f" entry {entry}"
+    return where
 
 
 @dataclass(frozen=True)
 class Document:
-    """One input document: its fields (seed names) and where it came from."""
+    """One input document: its fields (seed names) and where it came from.
+
+    ``origin`` is the file path or feed URL (it becomes the record's ``source``);
+    ``line`` (1-based, line-oriented inputs) or ``entry`` (1-based, feeds) say
+    where in it.
+    """
 
     origin: str
     fields: dict[str, Any]
+    line: int | None = None
+    entry: int | None = None
+
+    @property
+    def where(self) -> str:
+        """``path``, ``path:12`` or ``url entry 3``: for reports."""
+        return _where(self.origin, self.line, self.entry)
 
 
 @dataclass(frozen=True)
 class Reject:
-    """An input that cannot become an article: where, which field, why."""
+    """An input that cannot become an article: where, which field, why.
+
+    ``kind`` is the machine-readable reason (the ``reason`` label of
+    ``newswire_producer_rejected_total``); ``reason`` is the sentence for people.
+    """
 
     origin: str
     field: str
     reason: str
     kind: str = "invalid"
+    line: int | None = None
+    entry: int | None = None
+
+    @property
+    def where(self) -> str:
+        """``path``, ``path:12`` or ``url entry 3``."""
+        return _where(self.origin, self.line, self.entry)
 
     def __str__(self) -> str:
-        where = f" field {self.field!r}:" if self.field else ""
-        return f"{self.origin}:{where} {self.reason}"
+        what = f" field {self.field!r}:" if self.field else ""
+        return f"{self.where}:{what} {self.reason}"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Yielded by a long-running source: make everything yielded so far durable.
+
+    The publisher flushes, then calls ``source.commit(token, ok)``.
+    """
+
+    token: Any = None
 
 
 class Source:
-    """Base of every source; ``name`` is its ``--format``."""
+    """Base of every source; ``name`` is its ``--format``.
+
+    Subclasses implement ``__iter__``; the rest has working defaults.
+    """
 
     name: str = ""
+    #: File name endings this source reads, for ``--format auto`` (lower case).
+    suffixes: tuple[str, ...] = ()
+    #: URL schemes this source reads (``http``…), for ``--format auto``.
+    schemes: tuple[str, ...] = ()
+    #: Whether ``-`` (standard input) is a path this source reads.
+    stdin: bool = False
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        """Whether the first bytes of a file of unknown type look like this format."""
+        return False
+
+    @classmethod
+    def from_paths(cls, paths: Sequence[str], settings: ProducerSettings) -> Source:
+        """Build the source for command-line *paths* (files, directories, URLs, ``-``)."""
+        return cls(paths)  # type: ignore[call-arg]
 
     def count(self) -> int | None:
         """How many items will be read, if known up front (for the progress bar)."""
         return None
 
-    def __iter__(self) -> Iterator[Document | Reject]:
+    def __iter__(self) -> Iterator[Document | Reject | Checkpoint]:
         raise NotImplementedError
+
+    def split(self) -> Iterable[Source] | None:
+        """Independent picklable parts to read in worker processes, or None: read me here.
+
+        Every item of the source must come out of exactly one part.
+        """
+        return None
+
+    def bind_metrics(self, registry: CollectorRegistry, *, producer: str, topic: str) -> None:
+        """Called by the publisher before reading: register the source's own series."""
+
+    def commit(self, token: Any, ok: bool) -> None:
+        """Called after a :class:`Checkpoint`: everything before it was flushed.
+
+        *ok* is False when some record since the previous checkpoint was not
+        acknowledged by the broker (it will be reported; do not remember it).
+        """
+
+
+def walk(root: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
+    """Files under *root* ending in one of *suffixes* (lower case), recursively.
+
+    Hidden files and directories and project files (README, LICENSE…) are
+    skipped. The order is the file system's: sort the result for a stable one.
+    """
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            lowered = name.lower()
+            if name.startswith(".") or lowered in SKIP_NAMES:
+                continue
+            if lowered.endswith(suffixes):
+                yield Path(dirpath, name)
 
 
 class RejectsFile:
@@ -71,6 +191,11 @@ class RejectsFile:
             self._out = self.path.open("a", encoding="utf-8")
         line = {**asdict(reject), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         self._out.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+    def flush(self) -> None:
+        """Make what was written visible to readers (a long-running producer)."""
+        if self._out is not None:
+            self._out.flush()
 
     def close(self) -> None:
         """Flush and close."""

@@ -24,6 +24,7 @@ state (:mod:`.state`), committed before anything is emitted.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -374,9 +375,12 @@ class DedupConsumer(Consumer):
         }
 
 
+_HAS_DIGIT = re.compile(r"\d").search
+
+
 def _title_numbers(record: Mapping[str, Any]) -> int | None:
     """A hash of the set of numbers in the title, or None when it has none."""
-    numbers = sorted({w for w in tokens(record.get("title") or "") if any(c.isdigit() for c in w)})
+    numbers = sorted({w for w in tokens(record.get("title") or "") if _HAS_DIGIT(w)})
     if not numbers:
         return None
     return xxhash.xxh32_intdigest(" ".join(numbers).encode()) - (1 << 31)

@@ -1,11 +1,23 @@
-"""``newswire produce``: documents to articles.raw."""
+"""``newswire produce``: documents, JSON lines and RSS/Atom feeds to articles.raw.
+
+Sources are found through the registry (entry points ``newswire.sources``), the
+built-in ones exactly like plug-ins; ``--format auto`` picks one per path by
+its suffix (``.txt``/``.md`` documents, ``.jsonl``/``.ndjson`` JSON lines,
+``.rss``/``.atom``/``.xml``/``.rdf`` feeds), ``-`` is JSON lines on stdin, an
+``http(s)://`` URL a feed fetched once, and a file of unknown suffix is
+sniffed from its first bytes. ``--follow URL`` polls feeds until stopped.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
+from collections import defaultdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from prometheus_client import CollectorRegistry
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from newswire import registry as plugins
@@ -17,29 +29,128 @@ from newswire.cli.common import (
     fail,
     load_settings,
     out,
+    raise_on_sigterm,
 )
-from newswire.errors import NewswireError
+from newswire.errors import ConfigError, NewswireError
 from newswire.publisher import Publisher, PublishSummary
 from newswire.settings import Settings
-from newswire.source import RejectsFile, Source
+from newswire.source import RejectsFile, Source, walk
 from newswire.topics import ensure_topics
 
+AUTO = "auto"
+FOLLOW = "follow"
+STDIN = "-"
+_DEFAULT_FORMAT = "documents"
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
-def document_sources(paths: list[Path], settings: Settings) -> list[Source]:
-    source_class = plugins.load(plugins.SOURCES, "documents")
-    return [source_class(paths, max_bytes=settings.producer.max_document_bytes)]
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``300``, ``30s``, ``5m``, ``1h30m``, ``500ms``."""
+    value = text.strip().lower()
+    try:
+        seconds = float(value)
+    except ValueError:
+        parts = _DURATION.findall(value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            raise ConfigError(
+                f"not a duration: {text!r} (examples: 30s, 5m, 1h30m)", value=text
+            ) from None
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ConfigError(f"a duration must be positive, got {text!r}", value=text)
+    return seconds
+
+
+def _source_classes() -> dict[str, type[Source]]:
+    return {
+        found.name: plugins.load(plugins.SOURCES, found.name)
+        for found in plugins.available(plugins.SOURCES)
+        if found.name != FOLLOW
+    }
+
+
+def _by_suffix(path: str, classes: dict[str, type[Source]]) -> str | None:
+    lowered = path.lower()
+    return next(
+        (n for n, c in classes.items() if c.suffixes and lowered.endswith(c.suffixes)), None
+    )
+
+
+def _sniff(path: Path, classes: dict[str, type[Source]]) -> str | None:
+    try:
+        with path.open("rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    return next((n for n, c in classes.items() if c.sniff(head)), None)
+
+
+def detect(path: str, classes: dict[str, type[Source]]) -> str:
+    """The source name for one path that is not a directory."""
+    if path == STDIN:
+        found = next((n for n, c in classes.items() if c.stdin), None)
+        if found is None:
+            raise ConfigError("no registered source reads standard input ('-')")
+        return found
+    scheme = path.partition("://")[0].lower() if "://" in path else ""
+    if scheme:
+        found = next((n for n, c in classes.items() if scheme in c.schemes), None)
+        if found is None:
+            raise ConfigError(f"no registered source reads {scheme}:// URLs: {path}", path=path)
+        return found
+    return (
+        _by_suffix(path, classes)
+        or _sniff(Path(path), classes)
+        or (_DEFAULT_FORMAT if _DEFAULT_FORMAT in classes else next(iter(classes)))
+    )
+
+
+def build_sources(
+    paths: list[str],
+    settings: Settings,
+    *,
+    fmt: str = AUTO,
+    follow: list[str] | None = None,
+) -> list[Source]:
+    """The sources for *paths* (by ``--format`` or detected) and the feed follower."""
+    sources: list[Source] = []
+    if paths:
+        if fmt != AUTO:
+            source_class = plugins.load(plugins.SOURCES, fmt)
+            sources.append(source_class.from_paths(paths, settings.producer))
+        else:
+            classes = _source_classes()
+            suffixes = tuple(sorted({s for c in classes.values() for s in c.suffixes}))
+            grouped: dict[str, list[str]] = defaultdict(list)
+            for path in paths:
+                if path != STDIN and "://" not in path and Path(path).is_dir():
+                    for file in sorted(walk(Path(path), suffixes)):
+                        grouped[detect(str(file), classes)].append(str(file))
+                else:
+                    grouped[detect(path, classes)].append(path)
+            for name, names in grouped.items():
+                sources.append(classes[name].from_paths(names, settings.producer))
+    if follow:
+        follower_class = plugins.load(plugins.SOURCES, FOLLOW)
+        sources.append(follower_class.from_paths(follow, settings.producer))
+    return sources
 
 
 def publish(
     publisher: Publisher, sources: list[Source], rejects: RejectsFile, progress: bool
 ) -> PublishSummary:
+    """Publish with a progress bar when *progress* (never for a follower: it does not end)."""
     if not progress:
         return publisher.publish(sources, rejects=rejects)
-    total = sum(s.count() or 0 for s in sources) or None
+    counts = [s.count() for s in sources]
+    total = sum(c for c in counts if c is not None) if all(c is not None for c in counts) else None
     columns = (TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("produce", total=total)
-        return publisher.publish(sources, rejects=rejects, on_item=lambda _item: bar.advance(task))
+        return publisher.publish(
+            sources, rejects=rejects, on_progress=lambda n: bar.advance(task, n)
+        )
 
 
 def print_produce_summary(summary: PublishSummary, rejects: RejectsFile) -> None:
@@ -47,33 +158,129 @@ def print_produce_summary(summary: PublishSummary, rejects: RejectsFile) -> None
         f"read {summary.read} documents: {summary.sent} sent, {summary.rejected} rejected, "
         f"{summary.failed} failed, in {summary.elapsed_s:.1f}s ({summary.rate:,.0f} docs/s)"
     )
-    if summary.rejected and rejects.path is not None:
-        out.print(f"rejects: {rejects.path}")
+    if summary.rejected:
+        kinds = ", ".join(f"{k} {n}" for k, n in summary.rejects_by_kind.most_common())
+        where = f"; rejects in {rejects.path}" if rejects.path is not None else ""
+        out.print(f"rejected by reason: {kinds}{where}")
+
+
+def quiet_http_logs() -> None:
+    """httpx logs every request at INFO: a feed follower's polls would drown the log."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def producer_overrides(
+    *,
+    workers: int | None,
+    every: str | None,
+    state: Path | None,
+    rejects: Path | None = None,
+) -> dict[str, Any]:
+    """``load_settings`` overrides of the producing options shared by produce and run."""
+    return {
+        "producer__workers": workers,
+        "producer__feed_every_s": parse_duration(every) if every else None,
+        "producer__feed_state_path": state,
+        "producer__rejects_path": rejects,
+    }
+
+
+Format = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        "-f",
+        help="auto (by suffix, then content), or a source name: documents, jsonl, feed.",
+    ),
+]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", "-w", min=1, help="Processes that parse and encode (default: one per core)."
+    ),
+]
+Follow = Annotated[
+    list[str] | None,
+    typer.Option("--follow", help="Poll this RSS/Atom feed URL until stopped (repeatable)."),
+]
+Every = Annotated[
+    str | None, typer.Option(help="--follow: time between polls, e.g. 30s, 5m (default 5m).")
+]
+State = Annotated[
+    Path | None,
+    typer.Option(help="--follow: feed state file (default newswire-feeds.sqlite)."),
+]
 
 
 def produce(
-    paths: Annotated[list[Path], typer.Argument(help="Files or directories of documents.")],
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Documents, JSON lines (- for stdin), RSS/Atom files or URLs; directories "
+            "are searched recursively."
+        ),
+    ] = None,
     bootstrap: Bootstrap = None,
+    fmt: Format = AUTO,
+    workers: Workers = None,
+    follow: Follow = None,
+    every: Every = None,
+    state: State = None,
     rejects: Annotated[Path | None, typer.Option(help="JSONL file of rejected documents.")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve /metrics on this port (0: free); --follow does.")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Validate documents and send them to articles.raw.
+    """Validate documents, JSON lines and feed entries and send them to articles.raw.
 
     Exit status: 0 all sent, 1 some documents rejected, 3 failure.
     """
-    settings = load_settings(bootstrap, producer__rejects_path=rejects)
-    rejects_file = RejectsFile(settings.producer.rejects_path)
-    publisher = Publisher(settings)
     try:
+        settings = load_settings(
+            bootstrap,
+            metrics__port=metrics_port,
+            **producer_overrides(workers=workers, every=every, state=state, rejects=rejects),
+        )
+    except NewswireError as exc:
+        raise fail(exc) from exc
+    quiet_http_logs()
+    if not paths and not follow:
+        raise fail(ConfigError("give PATHS to produce, or --follow URL"))
+    raise_on_sigterm()
+    rejects_file = RejectsFile(settings.producer.rejects_path)
+    registry = CollectorRegistry()
+    publisher = Publisher(settings, registry=registry)
+    interrupted = False
+    try:
+        sources = build_sources(paths or [], settings, fmt=fmt, follow=follow)
         ensure_topics(settings.kafka)
-        summary = publish(publisher, document_sources(paths, settings), rejects_file, progress)
+        if follow or metrics_port is not None:
+            _serve_metrics(settings, registry)
+        summary = publish(publisher, sources, rejects_file, progress and not follow)
+    except KeyboardInterrupt:
+        interrupted = True
+        summary = publisher.summary
     except NewswireError as exc:
         raise fail(exc) from exc
     finally:
         publisher.close()
         rejects_file.close()
+    if interrupted:
+        console.print("stopped")
     print_produce_summary(summary, rejects_file)
     if summary.failed:
         raise typer.Exit(EXIT_FAILED)
     if summary.rejected:
         raise typer.Exit(EXIT_REJECTED)
+
+
+def _serve_metrics(settings: Settings, registry: CollectorRegistry) -> None:
+    if not settings.metrics.enabled:
+        return
+    from newswire.metrics import serve_metrics
+
+    _server, port = serve_metrics(registry, settings.metrics.host, settings.metrics.port)
+    if settings.metrics.port_file is not None:
+        settings.metrics.port_file.write_text(str(port))

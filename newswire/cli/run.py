@@ -12,15 +12,32 @@ import typer
 from rich.table import Table
 
 from newswire.cli.common import fail, load_settings, out, raise_on_sigterm
-from newswire.cli.produce import document_sources, print_produce_summary, publish
-from newswire.errors import NewswireError
+from newswire.cli.produce import (
+    AUTO,
+    Every,
+    Follow,
+    Format,
+    State,
+    Workers,
+    build_sources,
+    print_produce_summary,
+    producer_overrides,
+    publish,
+    quiet_http_logs,
+)
+from newswire.errors import ConfigError, NewswireError
 from newswire.publisher import Publisher, PublishSummary
 from newswire.settings import Settings
 from newswire.source import RejectsFile
 
 
 def run(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Documents to produce.")] = None,
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Documents, JSON lines (- for stdin), RSS/Atom files or URLs to produce."
+        ),
+    ] = None,
     store: Annotated[
         str | None, typer.Option(help="Store URL [default sqlite:///newswire.db]")
     ] = None,
@@ -41,11 +58,29 @@ def run(
     timeout: Annotated[
         float, typer.Option(help="--until-idle: give up after this many seconds.")
     ] = 900.0,
+    fmt: Format = AUTO,
+    workers: Workers = None,
+    follow: Follow = None,
+    every: Every = None,
+    state: State = None,
 ) -> None:
-    """Run the whole pipeline: broker, topics, dedup → enrich → store, then produce PATHS."""
+    """Run the whole pipeline: broker, topics, dedup → enrich → store, then produce PATHS.
+
+    With --follow the feeds are polled until Ctrl-C, after PATHS.
+    """
     from newswire.pipeline import Pipeline, parse_scale
 
-    settings = load_settings(store__url=store, kafka__partitions=partitions)
+    if follow and until_idle:
+        raise fail(ConfigError("--follow never goes idle: use it without --until-idle"))
+    try:
+        settings = load_settings(
+            store__url=store,
+            kafka__partitions=partitions,
+            **producer_overrides(workers=workers, every=every, state=state),
+        )
+    except NewswireError as exc:
+        raise fail(exc) from exc
+    quiet_http_logs()
     settings.kafka.bootstrap = bootstrap or ""
     if not bootstrap:
         # The embedded broker: fast group joins and failover (DESIGN §6).
@@ -69,15 +104,19 @@ def run(
                     + f", logs in {work}"
                 )
                 summary = PublishSummary()
-                if paths:
+                if paths or follow:
                     publisher = Publisher(settings)
                     try:
                         summary = publish(
                             publisher,
-                            document_sources(paths, settings),
+                            build_sources(paths or [], settings, fmt=fmt, follow=follow),
                             rejects_file,
-                            sys.stderr.isatty(),
+                            sys.stderr.isatty() and not follow,
                         )
+                    except KeyboardInterrupt:  # --follow ends so: say what was done
+                        publisher.close()
+                        print_produce_summary(publisher.summary, rejects_file)
+                        raise
                     finally:
                         publisher.close()
                         rejects_file.close()
@@ -103,13 +142,14 @@ def _print_run_summary(settings: Settings, summary: PublishSummary, elapsed: flo
     try:
         stored = store.count("articles")
         duplicates = store.duplicates_by_reason()
+        where = store.url  # password redacted
     finally:
         store.close()
     table = Table(title="newswire run", show_header=False)
     table.add_row("documents read", str(summary.read))
     table.add_row("rejected", str(summary.rejected))
     table.add_row("sent to articles.raw", str(summary.sent))
-    table.add_row("articles in store", f"{stored} ({settings.store.url})")
+    table.add_row("articles in store", f"{stored} ({where})")
     for reason in ("url", "content", "near"):
         table.add_row(f"duplicates ({reason})", str(duplicates.get(reason, 0)))
     table.add_row("elapsed", f"{elapsed:.1f}s")

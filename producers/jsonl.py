@@ -1,0 +1,242 @@
+"""JSON lines: one article per line, a JSON object with the seed document's field names.
+
+``-`` reads standard input. Blank lines are skipped; every other line that
+cannot become a document (invalid JSON, not an object, not UTF-8, NUL bytes,
+longer than ``max_document_bytes``) is rejected with its line number.
+
+For speed the file is cut into parts of about ``chunk_bytes`` at line
+boundaries (:meth:`JsonLinesSource.split`); worker processes parse them. A line
+too long to keep is skipped while cutting, without holding it in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from newswire.settings import ProducerSettings
+from newswire.source import Checkpoint, Document, Reject, Source, walk
+
+__all__ = ["JsonLinesSource"]
+
+STDIN = "-"
+_STDIN_ORIGIN = "<stdin>"
+_BOM = b"\xef\xbb\xbf"
+
+
+class JsonLinesPart(Source):
+    """A run of whole lines of one JSON-lines input, starting at line ``first_line``."""
+
+    name = "jsonl"
+
+    def __init__(self, origin: str, first_line: int, data: bytes, max_bytes: int) -> None:
+        self.origin = origin
+        self.first_line = first_line
+        self.data = data
+        self.max_bytes = max_bytes
+
+    def __iter__(self) -> Iterator[Document | Reject]:
+        origin, limit = self.origin, self.max_bytes
+        loads = json.loads
+        for number, raw in enumerate(self.data.split(b"\n"), start=self.first_line):
+            if len(raw) > limit:
+                yield Reject(
+                    origin,
+                    "",
+                    f"line is {len(raw)} bytes, over the limit of {limit} bytes",
+                    kind="too_large",
+                    line=number,
+                )
+                continue
+            if not raw.strip():
+                continue
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            if b"\x00" in raw:
+                yield Reject(origin, "", "binary data (NUL bytes)", kind="binary", line=number)
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield Reject(
+                    origin,
+                    "",
+                    f"not UTF-8 text: invalid byte at column {exc.start + 1}",
+                    kind="encoding",
+                    line=number,
+                )
+                continue
+            try:
+                fields = loads(text)
+            except json.JSONDecodeError as exc:
+                yield Reject(
+                    origin,
+                    "",
+                    f"invalid JSON at column {exc.colno}: {exc.msg}",
+                    kind="json",
+                    line=number,
+                )
+                continue
+            if not isinstance(fields, dict):
+                kind = _json_type(fields)
+                yield Reject(
+                    origin, "", f"a JSON {kind}, not an object", kind="format", line=number
+                )
+                continue
+            yield Document(origin, fields, line=number)
+
+
+class _Rejects(Source):
+    """Rejects found while cutting an input into parts."""
+
+    name = "jsonl"
+
+    def __init__(self, rejects: list[Reject]) -> None:
+        self.rejects = rejects
+
+    def __iter__(self) -> Iterator[Reject]:
+        return iter(self.rejects)
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+class JsonLinesSource(Source):
+    """JSON-lines files (``.jsonl``, ``.ndjson``), directories of them, or ``-`` for stdin."""
+
+    name = "jsonl"
+    suffixes = (".jsonl", ".ndjson", ".jsonlines")
+    stdin = True
+
+    def __init__(
+        self,
+        paths: Iterable[Path | str],
+        *,
+        max_bytes: int = 5 * 1024 * 1024,
+        chunk_bytes: int = 1024 * 1024,
+        stdin: BinaryIO | None = None,
+    ) -> None:
+        self.paths = [str(p) for p in paths]
+        self.max_bytes = max_bytes
+        self.chunk_bytes = chunk_bytes
+        self._stdin = stdin
+
+    @classmethod
+    def from_paths(cls, paths: Sequence[str], settings: ProducerSettings) -> JsonLinesSource:
+        return cls(paths, max_bytes=settings.max_document_bytes, chunk_bytes=settings.chunk_bytes)
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        return head.lstrip(_BOM).lstrip().startswith(b"{")
+
+    def inputs(self) -> list[str]:
+        """Every input: files as given, directories' JSON-lines files, ``-``."""
+        found: list[str] = []
+        for path in self.paths:
+            if path != STDIN and Path(path).is_dir():
+                found.extend(str(p) for p in sorted(walk(Path(path), self.suffixes)))
+            else:
+                found.append(path)
+        return found
+
+    def __iter__(self) -> Iterator[Document | Reject | Checkpoint]:
+        for part in self.split():
+            yield from part
+
+    def split(self) -> Iterator[Source]:
+        for path in self.inputs():
+            if path == STDIN:
+                yield from self._cut(_STDIN_ORIGIN, self._stdin or sys.stdin.buffer)
+                continue
+            try:
+                stream = open(path, "rb")  # noqa: SIM115 - closed below, parts are lazy
+            except OSError as exc:
+                reason = f"cannot read: {exc.strerror or exc}"
+                yield _Rejects([Reject(path, "", reason, kind="io")])
+                continue
+            with stream:
+                yield from self._cut(path, stream)
+
+    def _cut(self, origin: str, stream: BinaryIO) -> Iterator[Source]:
+        """Parts of whole lines; a line longer than the limit is skipped, not kept."""
+        limit, size = self.max_bytes, self.chunk_bytes
+        line = 1
+        pending = b""
+        skipping: tuple[int, int] | None = None  # (line, bytes so far) of an oversized line
+        seen_text = False
+        first = True
+        while True:
+            try:
+                block = stream.read(size)
+            except OSError as exc:
+                reason = f"cannot read: {exc.strerror or exc}"
+                yield _Rejects([Reject(origin, "", reason, kind="io", line=line)])
+                return
+            if not block:
+                break
+            if first:
+                first = False
+                # Binary garbage is one reject for the file, not one per "line";
+                # a JSON-lines file with a NUL inside a line only loses that line.
+                head = block[:8192]
+                if b"\x00" in head and not head.lstrip(_BOM).lstrip().startswith(b"{"):
+                    yield _Rejects(
+                        [
+                            Reject(
+                                origin,
+                                "",
+                                "binary data (NUL bytes), not UTF-8 JSON lines",
+                                kind="binary",
+                            )
+                        ]
+                    )
+                    return
+            if not seen_text and not block.isspace():
+                seen_text = True
+            if skipping is not None:
+                newline = block.find(b"\n")
+                if newline < 0:
+                    skipping = (skipping[0], skipping[1] + len(block))
+                    continue
+                yield _Rejects([_too_long(origin, skipping[0], skipping[1] + newline, limit)])
+                line = skipping[0] + 1
+                skipping = None
+                block = block[newline + 1 :]
+            data = pending + block if pending else block
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                pending = data
+            else:
+                yield JsonLinesPart(origin, line, data[: cut + 1], limit)
+                line += data.count(b"\n", 0, cut + 1)
+                pending = data[cut + 1 :]
+            if len(pending) > limit:
+                skipping, pending = (line, len(pending)), b""
+        if skipping is not None:
+            yield _Rejects([_too_long(origin, skipping[0], skipping[1], limit)])
+        elif pending:
+            yield JsonLinesPart(origin, line, pending, limit)
+        if not seen_text:
+            yield _Rejects([Reject(origin, "", "empty file: no JSON lines", kind="empty")])
+
+
+def _too_long(origin: str, line: int, length: int, limit: int) -> Reject:
+    return Reject(
+        origin,
+        "",
+        f"line is {length} bytes, over the limit of {limit} bytes",
+        kind="too_large",
+        line=line,
+    )
