@@ -27,7 +27,14 @@ from typing import Any
 import psycopg
 
 from consumers.dedup.sketch import FORMAT
-from consumers.dedup.state import REASONS, Entry, entries_keys
+from consumers.dedup.state import (
+    ENTRY_COLUMNS,
+    JOINED_ENTRY_COLUMNS,
+    REASONS,
+    Entry,
+    entries_keys,
+    entry_from_row,
+)
 from newswire.errors import ConfigError, UnavailableError
 from newswire.store import redact_url
 
@@ -58,40 +65,6 @@ CREATE TABLE IF NOT EXISTS newswire_dedup_entries (
 );
 CREATE TABLE IF NOT EXISTS newswire_dedup_keys (key bigint PRIMARY KEY, seq bigint NOT NULL);
 """
-_COLUMNS = (
-    "article, kept, claimant, reason, similarity, event_time, content, sketch, kept_text, "
-    "numbers, seq"
-)
-_JOINED = ", ".join(f"e.{c}" for c in _COLUMNS.split(", "))
-
-
-def _entry(row: Sequence[Any]) -> Entry:
-    (
-        article,
-        kept,
-        claimant,
-        reason,
-        similarity,
-        event_time,
-        content,
-        sketch,
-        kept_text,
-        numbers,
-        seq,
-    ) = row
-    return Entry(
-        article=article,
-        kept=kept,
-        claimant=claimant,
-        reason=reason,
-        similarity=1.0 if similarity is None else round(float(similarity), 4),
-        event_time=event_time,
-        content=content,
-        sketch=None if sketch is None else bytes(sketch),
-        kept_text=kept_text,
-        numbers=numbers,
-        seq=seq,
-    )
 
 
 class PostgresSeenIndex:
@@ -170,7 +143,7 @@ class PostgresSeenIndex:
         assert self._conn is not None
         try:
             rows = self._conn.execute(
-                f"SELECT k.key, {_JOINED} FROM newswire_dedup_keys k "
+                f"SELECT k.key, {JOINED_ENTRY_COLUMNS} FROM newswire_dedup_keys k "
                 "JOIN newswire_dedup_entries e ON e.seq = k.seq WHERE k.key = ANY(%s)",
                 (list(set(keys)),),
             ).fetchall()
@@ -181,7 +154,7 @@ class PostgresSeenIndex:
         for row in rows:
             entry = by_seq.get(row[-1])
             if entry is None:
-                entry = by_seq[row[-1]] = _entry(row[1:])
+                entry = by_seq[row[-1]] = entry_from_row(row[1:])
             found[row[0]] = entry
         return found
 
@@ -206,7 +179,7 @@ class PostgresSeenIndex:
                 self._newest = max(self._newest, entry.event_time)
             with conn.cursor() as cursor:
                 cursor.executemany(
-                    f"INSERT INTO newswire_dedup_entries ({_COLUMNS}) "
+                    f"INSERT INTO newswire_dedup_entries ({ENTRY_COLUMNS}) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [
                         (
@@ -291,12 +264,12 @@ class PostgresSeenIndex:
                     break
                 limit = min(max(excess, 0), _EVICT_CHUNK) if cutoff is None else _EVICT_CHUNK
                 rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM newswire_dedup_entries ORDER BY seq LIMIT %s",
+                    f"SELECT {ENTRY_COLUMNS} FROM newswire_dedup_entries ORDER BY seq LIMIT %s",
                     (limit,),
                 ).fetchall()
                 victims: list[Entry] = []
                 for row in rows:
-                    entry = _entry(row)
+                    entry = entry_from_row(row)
                     if len(victims) < excess or (cutoff is not None and entry.event_time < cutoff):
                         victims.append(entry)
                     else:

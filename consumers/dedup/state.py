@@ -245,15 +245,16 @@ CREATE TABLE IF NOT EXISTS dedup_entries (
 );
 CREATE TABLE IF NOT EXISTS dedup_keys (key INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
 """
-_ENTRY_COLUMNS = (
+ENTRY_COLUMNS = (
     "article, kept, claimant, reason, similarity, event_time, content, sketch, kept_text, "
     "numbers, seq"
 )
-_JOINED_COLUMNS = ", ".join(f"e.{c.strip()}" for c in _ENTRY_COLUMNS.split(","))
+JOINED_ENTRY_COLUMNS = ", ".join(f"e.{c.strip()}" for c in ENTRY_COLUMNS.split(","))
 _EVICT_CHUNK = 2000
 
 
-def _entry(row: Sequence[Any]) -> Entry:
+def entry_from_row(row: Sequence[Any]) -> Entry:
+    """An :class:`Entry` from a row of ENTRY_COLUMNS (either backend)."""
     (
         article,
         kept,
@@ -369,7 +370,7 @@ class SqliteSeenIndex:
             chunk = unique[lo : lo + 500]
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(
-                f"SELECT k.key, {_JOINED_COLUMNS} FROM dedup_keys k "
+                f"SELECT k.key, {JOINED_ENTRY_COLUMNS} FROM dedup_keys k "
                 f"JOIN dedup_entries e ON e.seq = k.seq WHERE k.key IN ({marks})",
                 chunk,
             ).fetchall()
@@ -377,7 +378,7 @@ class SqliteSeenIndex:
                 seq = int(row[-1])
                 entry = by_seq.get(seq)
                 if entry is None:
-                    entry = by_seq[seq] = _entry(row[1:])
+                    entry = by_seq[seq] = entry_from_row(row[1:])
                 found[int(row[0])] = entry
         return found
 
@@ -433,12 +434,12 @@ class SqliteSeenIndex:
             if excess <= 0 and cutoff is None:
                 break
             rows = self._db.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM dedup_entries ORDER BY seq LIMIT ?",
+                f"SELECT {ENTRY_COLUMNS} FROM dedup_entries ORDER BY seq LIMIT ?",
                 (max(excess, 0) if cutoff is None else _EVICT_CHUNK,),
             ).fetchall()
             victims: list[Entry] = []
             for row in rows:
-                entry = _entry(row)
+                entry = entry_from_row(row)
                 if len(victims) < excess or (cutoff is not None and entry.event_time < cutoff):
                     victims.append(entry)
                 else:
