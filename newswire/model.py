@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_validator,
@@ -186,8 +187,10 @@ class Article(_Model):
 
     @field_validator("web_url")
     @classmethod
-    def _web_url(cls, value: str) -> str:
-        return _http_url(value, "webUrl") if value else value
+    def _web_url(cls, value: str, info: ValidationInfo) -> str:
+        if not value or value == info.data.get("original_url"):
+            return value  # empty (defaults to originalUrl) or originalUrl, checked already
+        return _http_url(value, "webUrl")
 
     @field_validator("topics", mode="before")
     @classmethod
@@ -208,7 +211,8 @@ class Article(_Model):
         if not self.web_url:
             self.web_url = self.original_url
         if not self.canonical_url:
-            self.canonical_url = canonical_url(self.original_url)
+            # original_url passed its field validator: an absolute http(s) URL.
+            self.canonical_url = canonical_url(self.original_url, checked=True)
         if not self.id:
             self.id = article_id(self.canonical_url)
         return self

@@ -104,14 +104,14 @@ def _keep_param(name: str) -> bool:
     return lowered not in _TRACKING_PARAMS and not lowered.startswith(_TRACKING_PREFIXES)
 
 
-def canonical_url(url: str) -> str:
+def canonical_url(url: str, *, checked: bool = False) -> str:
     """Return the canonical form of an article URL.
 
     Raises :class:`~newswire.errors.InvalidURLError` when *url* is not an
-    absolute http(s) URL.
+    absolute http(s) URL (*checked*: the caller has made sure it is).
     """
     raw = url.strip()
-    if not is_absolute_http_url(raw):
+    if not checked and not is_absolute_http_url(raw):
         raise InvalidURLError(f"not an absolute http(s) URL: {raw[:200]!r}", url=raw)
     raw = _from_amp_cache(raw)
     # w3lib: percent-encoding normalised, query arguments sorted, fragment dropped.
