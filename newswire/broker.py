@@ -5,6 +5,7 @@ Memory only: everything it holds is gone when it stops.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -17,9 +18,24 @@ from typing import Any
 
 from newswire.errors import BrokerError
 
-__all__ = ["EmbeddedBroker", "free_port"]
+__all__ = ["EmbeddedBroker", "die_with_parent", "free_port"]
 
 log = logging.getLogger(__name__)
+
+
+_PR_SET_PDEATHSIG = 1
+_prctl: Any
+try:
+    # Looked up now, in the parent: a child between fork and exec must not dlopen.
+    _prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+except (OSError, AttributeError):  # not glibc Linux: children may outlive a killed parent
+    _prctl = None
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGTERM this (child) process when its parent dies, even by SIGKILL."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -69,6 +85,7 @@ class EmbeddedBroker:
                 stderr=out,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # no broker outlives a killed `newswire run`
             )
         finally:
             if out is not subprocess.DEVNULL:

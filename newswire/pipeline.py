@@ -10,7 +10,6 @@ every exit path; stage processes also die with this one (PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from newswire.broker import EmbeddedBroker
+from newswire.broker import EmbeddedBroker, die_with_parent
 from newswire.errors import NewswireError
 from newswire.settings import Settings
 from newswire.status import Samples, scrape, total
@@ -33,12 +32,6 @@ __all__ = ["DEFAULT_STAGES", "Pipeline", "StageProcess", "parse_scale"]
 log = logging.getLogger(__name__)
 
 DEFAULT_STAGES = ("dedup", "enrich", "store")
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -123,7 +116,7 @@ class Pipeline:
                 stdout=out,
                 stderr=out,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         log.info("started %s pid=%d (log %s)", tag, process.pid, log_path)
         return StageProcess(name, instance, process, port_file, log_path)
