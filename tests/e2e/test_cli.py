@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -86,3 +87,54 @@ def test_produce_reports_rejects_and_exits_1(tmp_path: Path) -> None:
     assert "binary" in reasons["binary.txt"][1]
     # Each reject is on stderr too, naming file, field and reason.
     assert "bad_missing_title.txt: field 'title': required field is missing" in result.stderr
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie is gone too: it runs nothing and holds no port.
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "\nState:\tZ" in status.read_text()
+
+
+def test_sigkill_of_run_takes_the_broker_and_the_stages_down(tmp_path: Path) -> None:
+    from tests.helpers import wait_for
+
+    log = tmp_path / "run.log"
+    with log.open("w") as err:
+        run = subprocess.Popen(
+            [
+                *NEWSWIRE,
+                "run",
+                str(ARTICLES),
+                "--store",
+                f"sqlite:///{tmp_path / 'out.db'}",
+                "--workdir",
+                str(tmp_path / "work"),
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        pids = wait_for(
+            lambda: (
+                (found := [int(p) for p in re.findall(r"pid=(\d+)", log.read_text())])
+                and len(found) == 4
+                and found
+            ),
+            timeout=60,
+            what="the broker and three stages",
+        )
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(10)
+        wait_for(
+            lambda: all(_gone(pid) for pid in pids),
+            timeout=20,
+            what="the children to die with their parent",
+        )
+    finally:
+        if run.poll() is None:
+            run.kill()
