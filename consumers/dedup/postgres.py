@@ -32,8 +32,9 @@ from consumers.dedup.state import (
     JOINED_ENTRY_COLUMNS,
     REASONS,
     Entry,
-    entries_keys,
     entry_from_row,
+    eviction_victims,
+    victim_keys,
 )
 from newswire.errors import ConfigError, UnavailableError
 from newswire.store import redact_url
@@ -267,20 +268,10 @@ class PostgresSeenIndex:
                     f"SELECT {ENTRY_COLUMNS} FROM newswire_dedup_entries ORDER BY seq LIMIT %s",
                     (limit,),
                 ).fetchall()
-                victims: list[Entry] = []
-                for row in rows:
-                    entry = entry_from_row(row)
-                    if len(victims) < excess or (cutoff is not None and entry.event_time < cutoff):
-                        victims.append(entry)
-                    else:
-                        break
+                victims = eviction_victims(rows, excess, cutoff)
                 if not victims:
                     break
-                keys = [
-                    (k, e.seq)
-                    for e, held in zip(victims, entries_keys(victims), strict=True)
-                    for k in held
-                ]
+                keys = victim_keys(victims)
                 conn.execute(
                     "DELETE FROM newswire_dedup_keys k USING unnest(%s::bigint[], %s::bigint[]) "
                     "AS t(key, seq) WHERE k.key = t.key AND k.seq = t.seq",

@@ -283,6 +283,26 @@ def entry_from_row(row: Sequence[Any]) -> Entry:
     )
 
 
+def eviction_victims(rows: Sequence[Sequence[Any]], excess: int, cutoff: int | None) -> list[Entry]:
+    """The oldest entries of *rows* (in seq order) to evict: *excess* of them for the
+    count bound, then those whose event time is before *cutoff* (the window)."""
+    victims: list[Entry] = []
+    for row in rows:
+        entry = entry_from_row(row)
+        if len(victims) < excess or (cutoff is not None and entry.event_time < cutoff):
+            victims.append(entry)
+        else:
+            break
+    return victims
+
+
+def victim_keys(victims: Sequence[Entry]) -> list[tuple[int, int]]:
+    """(key, seq) of every key the *victims* hold."""
+    return [
+        (key, e.seq) for e, keys in zip(victims, entries_keys(victims), strict=True) for key in keys
+    ]
+
+
 def _row(entry: Entry) -> tuple[object, ...]:
     return (
         entry.seq,
@@ -437,22 +457,12 @@ class SqliteSeenIndex:
                 f"SELECT {ENTRY_COLUMNS} FROM dedup_entries ORDER BY seq LIMIT ?",
                 (max(excess, 0) if cutoff is None else _EVICT_CHUNK,),
             ).fetchall()
-            victims: list[Entry] = []
-            for row in rows:
-                entry = entry_from_row(row)
-                if len(victims) < excess or (cutoff is not None and entry.event_time < cutoff):
-                    victims.append(entry)
-                else:
-                    break
+            victims = eviction_victims(rows, excess, cutoff)
             if not victims:
                 break
             self._db.executemany(
                 "DELETE FROM dedup_keys WHERE key = ? AND seq = ?",
-                [
-                    (key, e.seq)
-                    for e, keys in zip(victims, entries_keys(victims), strict=True)
-                    for key in keys
-                ],
+                victim_keys(victims),
             )
             self._db.execute("DELETE FROM dedup_entries WHERE seq <= ?", (victims[-1].seq,))
             self._pending_size -= len(victims)
