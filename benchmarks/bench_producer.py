@@ -57,6 +57,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
+from procstat import cpu_of  # noqa: E402  (benchmarks/ is on sys.path)
+
 from newswire.broker import EmbeddedBroker  # noqa: E402
 from newswire.kafka import make_producer  # noqa: E402
 from newswire.publisher import INGESTED_AT_HEADER, Encoder, Publisher  # noqa: E402
@@ -168,17 +170,6 @@ def build_inputs(n: int, workdir: Path) -> Inputs:
 # -- measurements ----------------------------------------------------------------------------
 
 
-def _cpu_of(pid: int | None) -> float:
-    """User+system CPU seconds of process *pid* so far (Linux), 0 if unknown."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
 @dataclass
 class Result:
     """One timed run."""
@@ -232,13 +223,13 @@ def run_baseline(s: Settings, inputs: Inputs, broker_pid: int | None) -> Result:
     producer = make_producer(s.kafka, s.producer, role="bench-baseline")
     try:
         producer.send(RAW, key=b"warm-up", value=b"x").get(30)
-        cpu0, bcpu0, t0 = time.process_time(), _cpu_of(broker_pid), time.perf_counter()
+        cpu0, bcpu0, t0 = time.process_time(), cpu_of(broker_pid), time.perf_counter()
         futures = [
             producer.send(RAW, key=k, value=v, headers=[(INGESTED_AT_HEADER, h)])
             for k, v, h in inputs.encoded
         ]
         producer.flush()
-        t1, cpu1, bcpu1 = time.perf_counter(), time.process_time(), _cpu_of(broker_pid)
+        t1, cpu1, bcpu1 = time.perf_counter(), time.process_time(), cpu_of(broker_pid)
         failed = sum(1 for f in futures if f.failed())
         if failed:
             raise SystemExit(f"baseline: {failed} records not acknowledged")
@@ -260,13 +251,13 @@ def run_publisher(
     try:
         pool_start_s = publisher.start_workers()
         publisher.producer.send(RAW, key=b"warm-up", value=b"x").get(30)
-        cpu0, bcpu0, t0 = time.process_time(), _cpu_of(broker_pid), time.perf_counter()
+        cpu0, bcpu0, t0 = time.process_time(), cpu_of(broker_pid), time.perf_counter()
         if profile is not None:
             profile.enable()
         summary = publisher.publish([source])
         if profile is not None:
             profile.disable()
-        t1, cpu1, bcpu1 = time.perf_counter(), time.process_time(), _cpu_of(broker_pid)
+        t1, cpu1, bcpu1 = time.perf_counter(), time.process_time(), cpu_of(broker_pid)
     finally:
         publisher.close()
     if summary.failed:

@@ -76,6 +76,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
+from procstat import cpu_of  # noqa: E402  (benchmarks/ is on sys.path)
+
 from newswire import Consumer, Context, Event  # noqa: E402
 from newswire.broker import EmbeddedBroker  # noqa: E402
 from newswire.kafka import client_config, make_consumer, make_producer  # noqa: E402
@@ -311,17 +313,6 @@ def start_group_at(s: Settings, group: str, offsets: dict[TopicPartition, int]) 
 # -- measurements ----------------------------------------------------------------------------
 
 
-def _cpu_of(pid: int | None) -> float:
-    """User+system CPU seconds of process *pid* so far (Linux), 0 if unknown."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
 @dataclass
 class Result:
     """One timed run."""
@@ -359,13 +350,13 @@ def run_baseline(s: Settings, topic: str, n: int, group: str, broker_pid: int | 
             if not polled:
                 continue
             if t0 is None:
-                t0, cpu0, bcpu0 = time.perf_counter(), time.process_time(), _cpu_of(broker_pid)
+                t0, cpu0, bcpu0 = time.perf_counter(), time.process_time(), cpu_of(broker_pid)
                 main0 = time.thread_time()
             for records in polled.values():
                 for record in records:
                     decode(record.value)
                 seen += sum(1 for _ in records)
-        t1, cpu1, bcpu1 = time.perf_counter(), time.process_time(), _cpu_of(broker_pid)
+        t1, cpu1, bcpu1 = time.perf_counter(), time.process_time(), cpu_of(broker_pid)
         main1 = time.thread_time()
     finally:
         consumer.close(autocommit=False)
@@ -401,7 +392,7 @@ def run_stage(
             marks.update(
                 t0=time.perf_counter(),
                 cpu0=time.process_time(),
-                bcpu0=_cpu_of(broker_pid),
+                bcpu0=cpu_of(broker_pid),
                 main0=time.thread_time(),
             )
             if profile is not None:
@@ -414,7 +405,7 @@ def run_stage(
             marks.update(
                 t1=time.perf_counter(),
                 cpu1=time.process_time(),
-                bcpu1=_cpu_of(broker_pid),
+                bcpu1=cpu_of(broker_pid),
                 main1=time.thread_time(),
             )
             runner.stop()
@@ -434,7 +425,7 @@ def run_stage(
         marks.update(
             t1=time.perf_counter(),
             cpu1=time.process_time(),
-            bcpu1=_cpu_of(broker_pid),
+            bcpu1=cpu_of(broker_pid),
             main1=time.thread_time(),
         )
     out: dict[str, float] = {}
