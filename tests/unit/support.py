@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from consumers.enrich import Enricher
 from newswire.model import Article
 from newswire.source import Document
 from producers.documents import parse_document
@@ -37,3 +39,11 @@ def variant_files() -> list[tuple[Path, Path]]:
         original = ARTICLES / (variant.name.split("_variant_")[0] + ".txt")
         pairs.append((variant, original))
     return pairs
+
+
+def enriched(enricher: Enricher, path: Path = SEED, **overrides: Any) -> dict[str, Any]:
+    """The enriched record of a fixture document, with a fixed ingest time."""
+    rec = enricher.enrich(record(path, **overrides))
+    rec["ingested_at"] = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+    rec["source"] = path.name
+    return rec

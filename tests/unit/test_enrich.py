@@ -19,11 +19,6 @@ GERMAN = (
 )
 
 
-@pytest.fixture(scope="module")
-def enricher() -> Enricher:
-    return Enricher()
-
-
 def with_body(body: str, **changes: object) -> dict[str, object]:
     return {**record(SEED), "body": body, **changes}
 

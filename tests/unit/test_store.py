@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,30 +13,11 @@ import pytest
 from consumers.enrich import Enricher
 from newswire.errors import ConfigError, StoreError
 from newswire.store import SCHEMA_VERSION, SqliteStore, open_store, sqlite_path
-from tests.unit.support import ARTICLES, SEED, fields, record
+from tests.unit.support import ARTICLES, SEED, enriched, fields
 
 UTC = dt.UTC
 LAPTOP = ARTICLES / "006_us-secret-service-laptop-stolen.txt"
 UTM = ARTICLES / "006_us-secret-service-laptop-stolen_variant_utm.txt"
-
-
-@pytest.fixture(scope="module")
-def enricher() -> Enricher:
-    return Enricher()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store.db")
-    yield s
-    s.close()
-
-
-def enriched(enricher: Enricher, path: Path = SEED, **overrides: Any) -> dict[str, Any]:
-    rec = enricher.enrich(record(path, **overrides))
-    rec["ingested_at"] = dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    rec["source"] = path.name
-    return rec
 
 
 def row(store: SqliteStore, article_id: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,28 +15,10 @@ from newswire.settings import StoreSettings
 from newswire.store import SCHEMA_VERSION, SqliteStore, open_store
 from newswire.stores import ArticleFilter
 from newswire.stores.sqlite import MIGRATIONS
-from tests.unit.support import ARTICLES, SEED, record
+from tests.unit.support import ARTICLES, SEED, enriched
 
 UTC = dt.UTC
 LAPTOP = ARTICLES / "006_us-secret-service-laptop-stolen.txt"
-
-
-@pytest.fixture(scope="module")
-def enricher() -> Enricher:
-    return Enricher()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store.db")
-    yield s
-    s.close()
-
-
-def enriched(enricher: Enricher, path: Path = SEED, **overrides: Any) -> dict[str, Any]:
-    rec = enricher.enrich(record(path, **overrides))
-    rec["ingested_at"] = dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    return rec
 
 
 def ids(rows: list[dict[str, Any]]) -> list[str]:
