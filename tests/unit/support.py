@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
+from consumers.dedup import DedupConsumer
 from consumers.enrich import Enricher
+from newswire.consumer import Context
 from newswire.model import Article
+from newswire.settings import Settings
 from newswire.source import Document
 from producers.documents import parse_document
 from tests.conftest import ARTICLES, SEED
@@ -47,3 +53,22 @@ def enriched(enricher: Enricher, path: Path = SEED, **overrides: Any) -> dict[st
     rec["ingested_at"] = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
     rec["source"] = path.name
     return rec
+
+
+def open_dedup(state_url: str, **dedup: Any) -> DedupConsumer:
+    """A set-up dedup consumer on *state_url* that emits nothing (no broker)."""
+    settings = Settings()
+    settings.dedup.state_url = state_url
+    for name, value in dedup.items():
+        setattr(settings.dedup, name, value)
+    consumer = DedupConsumer()
+    consumer.bind(
+        Context(
+            settings=settings,
+            registry=CollectorRegistry(),
+            emit=lambda *a, **k: None,
+            log=logging.getLogger("test"),
+        )
+    )
+    consumer.setup()
+    return consumer

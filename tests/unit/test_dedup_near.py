@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from consumers.dedup import DedupConsumer
 from consumers.dedup.consumer import Verdict
 from consumers.dedup.fingerprint import normalize_text, tokens
 from consumers.dedup.sketch import SKETCH_BYTES, estimate, sketch_many
-from newswire.consumer import Context, Event
+from newswire.consumer import Event
 from newswire.serde import ARTICLE
-from newswire.settings import Settings
 from newswire.topics import RAW
-from tests.unit.support import ARTICLES, record
+from tests.unit.support import ARTICLES, open_dedup, record
 
 LAPTOP = ARTICLES / "006_us-secret-service-laptop-stolen.txt"
 DUTCH = ARTICLES / "005_polls-open-in-key-dutch-vote-with-all-eyes-on-far-right.txt"
@@ -33,21 +30,7 @@ def dedup(tmp_path: Path) -> Iterator[DedupConsumer]:
 
 
 def open_consumer(tmp_path: Path, **dedup_settings: Any) -> DedupConsumer:
-    settings = Settings()
-    settings.dedup.state_url = f"sqlite:///{tmp_path / 'dedup.sqlite'}"
-    for name, value in dedup_settings.items():
-        setattr(settings.dedup, name, value)
-    consumer = DedupConsumer()
-    consumer.bind(
-        Context(
-            settings=settings,
-            registry=CollectorRegistry(),
-            emit=lambda *a, **k: None,
-            log=logging.getLogger("test"),
-        )
-    )
-    consumer.setup()
-    return consumer
+    return open_dedup(f"sqlite:///{tmp_path / 'dedup.sqlite'}", **dedup_settings)
 
 
 _offsets: dict[int, int] = {}

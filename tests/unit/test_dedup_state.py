@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import random
 import sqlite3
 import threading
@@ -12,19 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from consumers.dedup import DedupConsumer
 from consumers.dedup.consumer import Verdict
 from consumers.dedup.fingerprint import tokens
 from consumers.dedup.postgres import PostgresSeenIndex
 from consumers.dedup.state import Entry, SqliteSeenIndex, open_index
-from newswire.consumer import Context, Event
+from newswire.consumer import Event
 from newswire.errors import ConfigError
 from newswire.serde import ARTICLE
-from newswire.settings import Settings
 from newswire.topics import RAW
-from tests.unit.support import ARTICLES, record
+from tests.unit.support import ARTICLES, open_dedup, record
 
 LAPTOP = ARTICLES / "006_us-secret-service-laptop-stolen.txt"
 T0 = dt.datetime(2017, 3, 1, 12, tzinfo=dt.UTC)
@@ -61,24 +58,6 @@ def event(rec: dict[str, Any], partition: int, offset: int) -> Event:
     return Event(RAW, partition, offset, rec["id"].encode(), b"raw", ARTICLE, rec)
 
 
-def open_consumer(state_url: str, **dedup: Any) -> DedupConsumer:
-    settings = Settings()
-    settings.dedup.state_url = state_url
-    for name, value in dedup.items():
-        setattr(settings.dedup, name, value)
-    consumer = DedupConsumer()
-    consumer.bind(
-        Context(
-            settings=settings,
-            registry=CollectorRegistry(),
-            emit=lambda *a, **k: None,
-            log=logging.getLogger("test"),
-        )
-    )
-    consumer.setup()
-    return consumer
-
-
 def metric(consumer: DedupConsumer, name: str, **labels: str) -> float | None:
     return consumer.context.registry.get_sample_value(
         name, {"consumer": "dedup", "topic": RAW, **labels}
@@ -96,7 +75,7 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_the_oldest_articles_are_evicted_at_the_bound_with_their_keys(state_url: str) -> None:
-    consumer = open_consumer(state_url, max_entries=3)
+    consumer = open_dedup(state_url, max_entries=3)
     try:
         stories = [story(n) for n in range(5)]
         for offset, rec in enumerate(stories):
@@ -117,7 +96,7 @@ def test_the_oldest_articles_are_evicted_at_the_bound_with_their_keys(state_url:
 
 def test_evicting_deletes_exactly_the_keys_of_the_evicted(tmp_path: Path) -> None:
     path = tmp_path / "dedup.sqlite"
-    consumer = open_consumer(f"sqlite:///{path}", max_entries=10)
+    consumer = open_dedup(f"sqlite:///{path}", max_entries=10)
     try:
         for offset in range(40):
             consumer.judge_batch([event(story(offset), 0, offset)])
@@ -139,7 +118,7 @@ def test_evicting_deletes_exactly_the_keys_of_the_evicted(tmp_path: Path) -> Non
 
 
 def test_articles_older_than_the_window_are_evicted(state_url: str) -> None:
-    consumer = open_consumer(state_url, window_s=3600)
+    consumer = open_dedup(state_url, window_s=3600)
     try:
         early = [story(1, published=T0), story(2, published=T0 + dt.timedelta(minutes=10))]
         late = story(3, published=T0 + dt.timedelta(hours=2))
@@ -158,10 +137,10 @@ def test_articles_older_than_the_window_are_evicted(state_url: str) -> None:
 
 def test_the_state_survives_a_restart(state_url: str) -> None:
     original = story(1)
-    consumer = open_consumer(state_url)
+    consumer = open_dedup(state_url)
     consumer.judge_batch([event(original, 0, 0)])
     consumer.close()
-    consumer = open_consumer(state_url)
+    consumer = open_dedup(state_url)
     try:
         assert len(consumer.index) == 1
         verdict = consumer.judge_batch([event(copy_of(original, "d.example"), 3, 7)])[0]
@@ -246,7 +225,7 @@ def test_two_instances_judging_two_copies_at_once_keep_exactly_one(postgres_url:
     copies = [[event(original, 1, 0)], [event(copy_of(original, "e.example"), 4, 0)]]
     for _round in range(3):  # a fresh race each time (new offsets, new story)
         barrier = threading.Barrier(2)
-        consumers = [open_consumer(postgres_url) for _ in (0, 1)]
+        consumers = [open_dedup(postgres_url) for _ in (0, 1)]
         try:
             for consumer in consumers:
                 consumer.index.close()
@@ -270,7 +249,7 @@ def test_two_instances_judging_two_copies_at_once_keep_exactly_one(postgres_url:
 def test_two_processes_sharing_one_sqlite_file_keep_exactly_one(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'dedup.sqlite'}"
     original = story(1)
-    consumers = [open_consumer(url) for _ in (0, 1)]
+    consumers = [open_dedup(url) for _ in (0, 1)]
     try:
         a, b = _race(
             consumers,
