@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from newswire.settings import ProducerSettings
 
-__all__ = ["Checkpoint", "Document", "Reject", "RejectsFile", "Source", "walk"]
+__all__ = ["Checkpoint", "Document", "Reject", "RejectsFile", "Source", "read_file_limited", "walk"]
 
 #: Names a directory walk never yields (project files, not articles).
 SKIP_NAMES = frozenset({"readme.md", "readme.txt", "license.txt", "license.md", "changelog.md"})
@@ -202,3 +202,22 @@ class RejectsFile:
         if self._out is not None:
             self._out.close()
             self._out = None
+
+
+def read_file_limited(
+    path: Path, origin: str, max_bytes: int, what: str = "document"
+) -> bytes | Reject:
+    """The bytes of *path*, or a :class:`Reject` naming *origin* when it is larger than
+    *max_bytes* (checked before reading) or cannot be read."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return Reject(
+                origin,
+                "",
+                f"{what} is {size} bytes, over the limit of {max_bytes} bytes",
+                kind="too_large",
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        return Reject(origin, "", f"cannot read: {exc.strerror or exc}", kind="io")

@@ -30,7 +30,7 @@ from yaml.events import (
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from newswire.settings import ProducerSettings
-from newswire.source import Document, Reject, Source, walk
+from newswire.source import Document, Reject, Source, read_file_limited, walk
 
 __all__ = ["DocumentSource", "load_front_matter", "parse_document"]
 
@@ -319,16 +319,7 @@ class DocumentSource(Source):
     def read(self, path: Path) -> Document | Reject:
         """Read and parse one file."""
         origin = str(path)
-        try:
-            size = path.stat().st_size
-            if size > self.max_bytes:
-                return Reject(
-                    origin,
-                    "",
-                    f"document is {size} bytes, over the limit of {self.max_bytes} bytes",
-                    kind="too_large",
-                )
-            data = path.read_bytes()
-        except OSError as exc:
-            return Reject(origin, "", f"cannot read: {exc.strerror or exc}", kind="io")
+        data = read_file_limited(path, origin, self.max_bytes)
+        if isinstance(data, Reject):
+            return data
         return parse_document(origin, data, max_bytes=self.max_bytes)

@@ -39,7 +39,7 @@ import httpx
 import xxhash
 
 from newswire.settings import ProducerSettings
-from newswire.source import Document, Reject, Source, walk
+from newswire.source import Document, Reject, Source, read_file_limited, walk
 
 __all__ = [
     "FeedSource",
@@ -404,19 +404,9 @@ class FeedSource(Source):
                 timeout_s=self.timeout_s,
                 user_agent=self.user_agent,
             )
-        file = Path(path)
-        try:
-            size = file.stat().st_size
-            if size > self.max_bytes:
-                return Reject(
-                    path,
-                    "",
-                    f"feed is {size} bytes, over the limit of {self.max_bytes} bytes",
-                    kind="too_large",
-                )
-            data = file.read_bytes()
-        except OSError as exc:
-            return Reject(path, "", f"cannot read: {exc.strerror or exc}", kind="io")
+        data = read_file_limited(Path(path), path, self.max_bytes, what="feed")
+        if isinstance(data, Reject):
+            return data
         return parse_feed(path, data, max_bytes=self.max_bytes)
 
 
