@@ -40,15 +40,14 @@ from newswire.dlq import dlq_headers
 from newswire.errors import BrokerError, SerdeError, UnavailableError
 from newswire.kafka import Clients, KafkaClients
 from newswire.metrics import ConsumerMetrics
-from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SIGHTING, SingleObjectSerde
+from newswire.model import schema_of
+from newswire.serde import SingleObjectSerde
 from newswire.settings import Settings
 from newswire.topics import DLQ
 
 __all__ = ["Runner", "is_retriable"]
 
 log = logging.getLogger(__name__)
-
-_SCHEMA_OF_MODEL = {"Article": ARTICLE, "EnrichedArticle": ENRICHED_ARTICLE, "Sighting": SIGHTING}
 
 
 class _Abandoned(Exception):
@@ -398,7 +397,7 @@ class Runner:
         headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         if isinstance(value, BaseModel):
-            name = schema or _SCHEMA_OF_MODEL.get(type(value).__name__)
+            name = schema or schema_of(type(value))
             if name is None:
                 raise SerdeError(f"no schema for {type(value).__name__}; pass schema=")
             data = self.serde.encode(name, value.model_dump())
