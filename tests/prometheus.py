@@ -112,7 +112,11 @@ class Prometheus:
         self.log_path = workdir / "prometheus.log"
         config = {
             # Short intervals keep the test fast: rates need two samples in their window.
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+            "global": {
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "evaluation_interval": "1s",
+            },
             "rule_files": [str(path) for path in RULES],
             "scrape_configs": scrape_configs,
         }
@@ -181,9 +185,7 @@ class Prometheus:
     def has_data(self, expr: str, start: float, end: float) -> bool:
         """Whether *expr* had a finite value at some step between *start* and *end*."""
         data = self.api("query_range", query=expr, start=start, end=end, step="1s")
-        return any(
-            _finite(value) for series in data["result"] for _ts, value in series["values"]
-        )
+        return any(_finite(value) for series in data["result"] for _ts, value in series["values"])
 
 
 def _finite(value: str) -> bool:
