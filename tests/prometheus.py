@@ -107,6 +107,7 @@ class Prometheus:
 
     def __init__(self, workdir: Path, scrape_configs: list[dict[str, Any]]) -> None:
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "prometheus.log"
