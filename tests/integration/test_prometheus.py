@@ -46,11 +46,12 @@ from tests.prometheus import (
 
 pytestmark = pytest.mark.integration
 
-WORDS = (
+_VOCABULARY = (
     "harbour council budget vote river bridge storm school election court museum rail "
     "strike festival market energy price hospital report police football climate farm "
     "library tunnel airport minister union factory wildfire drought orchestra mayor"
-).split()
+)
+WORDS = _VOCABULARY.split()
 
 
 def rss(first: int, last: int) -> bytes:
@@ -191,8 +192,10 @@ def test_every_panel_query_and_recording_rule_has_data_from_a_real_run(
             )
             # `run` prints each process's /metrics URL, the producer's too.
             printed = wait_for(
-                lambda: all(p.metrics_url in out_path.read_text() for p in announced)
-                and out_path.read_text(),
+                lambda: (
+                    all(p.metrics_url in out_path.read_text() for p in announced)
+                    and out_path.read_text()
+                ),
                 timeout=30,
                 what="the printed /metrics URLs",
             )
@@ -201,12 +204,14 @@ def test_every_panel_query_and_recording_rule_has_data_from_a_real_run(
 
             newswire("status", "--targets", str(targets), env=env)
             wait_for(
-                lambda: sorted(
-                    t["labels"]["job"]
-                    for t in prometheus.api("targets")["activeTargets"]
-                    if t["health"] == "up"
-                )
-                == ["dedup", "enrich", "producer", "store"],
+                lambda: (
+                    sorted(
+                        t["labels"]["job"]
+                        for t in prometheus.api("targets")["activeTargets"]
+                        if t["health"] == "up"
+                    )
+                    == ["dedup", "enrich", "producer", "store"]
+                ),
                 timeout=30,
                 what="Prometheus scraping the four processes",
             )
