@@ -290,7 +290,17 @@ def _serve_metrics(settings: Settings, registry: CollectorRegistry) -> None:
     if not settings.metrics.enabled:
         return
     from newswire.metrics import serve_metrics
+    from newswire.status import PRODUCER, announce
 
     _server, port = serve_metrics(registry, settings.metrics.host, settings.metrics.port)
     if settings.metrics.port_file is not None:
         settings.metrics.port_file.write_text(str(port))
+    # Found by `newswire status --targets` like the stages are.
+    announce(
+        settings.metrics,
+        consumer="producer",
+        group="",
+        port=port,
+        bootstrap=settings.kafka.bootstrap,
+        role=PRODUCER,
+    )
