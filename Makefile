@@ -13,7 +13,7 @@ LONG_BENCH := benchmarks/bench_peers.py benchmarks/bench_e2e.py
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench bench-peers bench-e2e bench-venv eval-dedup clean
+.PHONY: help install run test lint format bench bench-peers bench-e2e bench-venv eval-dedup eval-language clean
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench-e2e: install ## `newswire run` end to end: CPU per article (all processes)
 
 eval-dedup: install ## Dedup evaluation: recall per kind, false merges
 	$(PY) benchmarks/eval_dedup.py
+
+eval-language: install ## Language-id evaluation on the newspaper4k gold pages (target 100 %)
+	$(PY) benchmarks/eval_language.py
 
 clean: ## Remove the venv, caches and local run data
 	rm -rf $(VENV) $(BENCH_VENV) .newswire .pytest_cache .mypy_cache .ruff_cache

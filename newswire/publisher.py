@@ -34,6 +34,7 @@ from typing import Any
 
 import pydantic
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from newswire.errors import NewswireError, SerdeError
@@ -56,6 +57,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Encoded records larger than this are rejected (the default of max_document_bytes).
+DEFAULT_MAX_RECORD_BYTES = 5 * 1024 * 1024
 
 #: Record header with the ingest time (ISO-8601, UTC), for consumers that do not decode.
 INGESTED_AT_HEADER = "newswire.ingested_at"
@@ -98,6 +102,7 @@ def validate(document: Document) -> Article | Reject:
             document.origin,
             getattr(exc, "field", "") or "originalUrl",
             exc.message,
+            kind=getattr(exc, "kind", "invalid"),
             line=document.line,
             entry=document.entry,
         )
@@ -145,8 +150,12 @@ class Batch:
 class Encoder:
     """Validates documents and encodes them; runs in worker processes or in the publisher."""
 
-    def __init__(self, serde: SingleObjectSerde | None = None) -> None:
+    def __init__(
+        self, serde: SingleObjectSerde | None = None, *, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    ) -> None:
         self.serde = serde or SingleObjectSerde()
+        #: The largest encoded value sent; a larger one is rejected, naming its document.
+        self.max_bytes = max_bytes
 
     def document(self, document: Document) -> tuple[Record, int] | Reject:
         """The encoded record of *document* and its count of extra fields, or a reject."""
@@ -159,6 +168,18 @@ class Encoder:
             record["ingested_at"] = now
             record["source"] = document.origin or article.source
             value = self.serde.encode(ARTICLE, record)
+            if len(value) > self.max_bytes:
+                # The input was within the limit but grew (unknown fields kept as JSON):
+                # refused here rather than by the broker, which would fail the batch.
+                return Reject(
+                    document.origin,
+                    "",
+                    f"encoded record is {len(value)} bytes, over the limit of "
+                    f"{self.max_bytes} bytes",
+                    kind="too_large",
+                    line=document.line,
+                    entry=document.entry,
+                )
         except SerdeError as exc:  # e.g. a number too large for an Avro int
             return Reject(
                 document.origin,
@@ -221,11 +242,11 @@ def _source_failed(source: Source, exc: Exception) -> Reject:
 _WORKER_ENCODER: Encoder | None = None
 
 
-def _init_worker() -> None:  # pragma: no cover - runs in the worker processes
+def _init_worker(max_bytes: int) -> None:  # pragma: no cover - runs in the worker processes
     global _WORKER_ENCODER
     # Ctrl-C goes to the whole process group: the parent decides, workers just finish.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORKER_ENCODER = Encoder()
+    _WORKER_ENCODER = Encoder(max_bytes=max_bytes)
 
 
 def _encode_part(part: Source) -> Batch:  # pragma: no cover - runs in the worker processes
@@ -236,6 +257,16 @@ def _encode_part(part: Source) -> Batch:  # pragma: no cover - runs in the worke
 def _ping(n: int) -> int:  # pragma: no cover - runs in the worker processes
     time.sleep(0.01)  # long enough that every worker gets one
     return n
+
+
+def max_record_bytes(settings: Settings) -> int:
+    """The size limit of an encoded record: the document limit, and what the broker takes.
+
+    ``max_request_size`` bounds a whole produce request; 64 KiB of it are left for
+    the key, the headers and the batch framing.
+    """
+    producer = settings.producer
+    return min(producer.max_document_bytes, producer.max_request_size - 64 * 1024)
 
 
 def default_workers() -> int:
@@ -286,7 +317,7 @@ class Publisher:
         self.registry = registry or CollectorRegistry()
         self.metrics = ProducerMetrics.create(self.registry)
         self.workers = workers or settings.producer.workers or default_workers()
-        self.encoder = Encoder()
+        self.encoder = Encoder(max_bytes=max_record_bytes(settings))
         self.serde = self.encoder.serde
         self._producer = producer
         self._pool: cf.ProcessPoolExecutor | None = None
@@ -413,7 +444,10 @@ class Publisher:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(modules)
             self._pool = cf.ProcessPoolExecutor(
-                self.workers, mp_context=context, initializer=_init_worker
+                self.workers,
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(self.encoder.max_bytes,),
             )
         return self._pool
 
@@ -471,7 +505,11 @@ class Publisher:
         topic = self.topic
         for key, value, ingested_at, where in batch.records:
             headers = [(INGESTED_AT_HEADER, ingested_at)] if self._headers else None
-            future = send(topic, key=key, value=value, headers=headers)
+            try:
+                future = send(topic, key=key, value=value, headers=headers)
+            except KafkaError as exc:  # refused before sending (too large…): this record only
+                self._not_acked(exc, where)
+                continue
             future.add_errback(self._not_acked, where)
         self._queued += len(batch.records)
         for reject in batch.rejects:
