@@ -14,13 +14,15 @@ object, ~2.9 KB; seed-shaped as in ``bench_stages``):
 
 Every job then runs **as its own process** (this script with ``--child JOB``),
 so its CPU is measured alone: user+system time of that process, all threads
-(``time.process_time()``), from its first record consumed to its N-th record
-processed and committed (newswire: the runner's commit of that batch; Quix:
-the end of the final checkpoint — producer flushed, state and offsets
-committed). Wall rate is N over the same window (group join and the first
-fetch excluded). Both are printed as ratios to a decode-only kafka-python
-consumer (``make_consumer``'s configuration, ``SingleObjectSerde.decode`` on
-each value) on the job's input topic, measured in the same run; the one on
+(``time.process_time()``), from its consumer's ``subscribe`` (set-up such as
+loading a language model is not in it; the group join and every fetch are)
+to its N-th record processed and committed (newswire: the runner's commit of
+that batch; Quix: the end of the final checkpoint — producer flushed, state
+and offsets committed). Wall rate is N over the time from the first record
+handed out to the same end (the group join's wait is not in it). Both are
+printed as ratios to a decode-only kafka-python consumer (newswire's
+kafka-python adapter, ``SingleObjectSerde.decode`` on each value) on the job's
+input topic, measured in the same run; the one on
 ``articles.raw`` is measured first and last and the mean is used (the machine
 is shared: compare ratios of one run, never figures of two).
 
@@ -28,6 +30,8 @@ Jobs (``--jobs``, comma-separated; default all):
 
 ====================  ==================================================================
 ``poll``              kafka-python poll only (no decode)
+``poll-confluent``,   the same two with newswire's confluent-kafka consumer adapter
+``decode-confluent``  (``NEWSWIRE_KAFKA__CLIENT=confluent``), for reference
 ``decode``            the baseline, on articles.raw (``decode-unique``/``-enriched``: on
                       those topics; run automatically for the jobs that read them)
 ``quix-bytes``        Quix Streams exact dedup by key (RocksDB state), bytes pass-through
@@ -86,8 +90,6 @@ from bench_stages import (  # noqa: E402
     consumer_class,
     make_settings,
     produce,
-    run_baseline,
-    run_stage,
 )
 
 from newswire.broker import EmbeddedBroker  # noqa: E402
@@ -117,6 +119,8 @@ JOBS: dict[str, Job] = {
     for j in (
         Job("poll", RAW, "kafka-python poll only"),
         Job("decode", RAW, "kafka-python decode-only (baseline)"),
+        Job("poll-confluent", RAW, "confluent-kafka poll only"),
+        Job("decode-confluent", RAW, "confluent-kafka decode-only"),
         Job("quix-bytes", RAW, "Quix Streams exact dedup, bytes pass-through"),
         Job("quix-dedup", RAW, "Quix Streams exact dedup, Avro decode + re-encode"),
         Job("dedup-exact", RAW, "newswire dedup, near-duplicates off"),
@@ -146,57 +150,135 @@ def child_settings(args: argparse.Namespace, workdir: Path) -> Settings:
     return s
 
 
+def baseline_settings(job: str, args: argparse.Namespace, workdir: Path) -> Settings:
+    """The baselines' client is named, not the default: kafka-python unless the job says
+    confluent (newswire's consumer settings otherwise: raw bytes, no auto commit)."""
+    s = child_settings(args, workdir)
+    s.kafka.client = "confluent" if job.endswith("-confluent") else "kafka-python"
+    return s
+
+
+def _mark_subscribe(consumer: Any, marks: dict[str, float]) -> Any:
+    """*consumer* with its ``subscribe`` noting the process's CPU time: the CPU window of every
+    job starts there, so the fetches done before the first record is handed out count too."""
+    subscribe = consumer.subscribe
+
+    def marked(*a: Any, **kw: Any) -> Any:
+        marks.setdefault("cpu0", time.process_time())
+        return subscribe(*a, **kw)
+
+    consumer.subscribe = marked
+    return consumer
+
+
+class _MarkedClients:
+    """The runner's clients, with the consumer's ``subscribe`` marked."""
+
+    def __init__(self, clients: Any, marks: dict[str, float]) -> None:
+        self._clients = clients
+        self._marks = marks
+
+    def consumer(self, group: str | None, role: str) -> Any:
+        return _mark_subscribe(self._clients.consumer(group, role), self._marks)
+
+    def producer(self, role: str, *, output: bool = False) -> Any:
+        return self._clients.producer(role, output=output)
+
+    def admin(self) -> Any:
+        return self._clients.admin()
+
+
 def run_newswire(job: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """A newswire stage (``Runner`` in this process) in a fresh group, until N committed."""
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from newswire.runner import Runner
+
     stage = {"dedup-exact": "dedup", "dedup-near": "dedup", "enrich": "enrich"}.get(job, "store")
     s = child_settings(args, workdir)
     s.dedup.near = job != "dedup-exact"
     cls = consumer_class(stage)
     # A fresh group (and metric label) per job: several jobs read the same topic.
     name = f"{cls.name}-{job}-{uuid.uuid4().hex[:6]}"
-    cls = type(cls.__name__, (cls,), {"name": name})
-    result = run_stage(cls, JOBS[job].topic, s, args.articles, None)
+    consumer = type(cls.__name__, (cls,), {"name": name})()
+    registry = CollectorRegistry()
+    runner = Runner(consumer, s, registry=registry)
+    marks: dict[str, float] = {}
+    runner.clients = _MarkedClients(runner.clients, marks)
+    labels = {"consumer": name, "topic": JOBS[job].topic}
+    process = runner._process  # wrapped: first record, and the commit of the N-th
+
+    def timed_process(polled: Any) -> None:
+        marks.setdefault("t0", time.perf_counter())
+        process(polled)
+        done = registry.get_sample_value("newswire_consumer_records_in_total", labels) or 0
+        if done >= args.articles and "t1" not in marks:
+            marks.update(t1=time.perf_counter(), cpu1=time.process_time())
+            runner.stop()
+
+    runner._process = timed_process  # type: ignore[method-assign]
+    watchdog = threading.Timer(CHILD_TIMEOUT_S, runner.stop)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        runner.run()
+    finally:
+        watchdog.cancel()
+    done = int(registry.get_sample_value("newswire_consumer_records_in_total", labels) or 0)
+    marks.setdefault("t1", time.perf_counter())
+    marks.setdefault("cpu1", time.process_time())
+    out: dict[str, float] = {}
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name in (
+                "newswire_consumer_records_out_total",
+                "newswire_consumer_dlq_total",
+                "newswire_store_rows_written_total",
+            ):
+                key = f"{sample.name.removeprefix('newswire_')}[{sample.labels.get('topic')}]"
+                out[key] = out.get(key, 0) + sample.value
     return {
-        "records": result.records,
-        "seconds": result.seconds,
-        "cpu_s": result.cpu_s,
-        "complete": result.complete,
-        "out": result.out,
+        "records": done,
+        "seconds": marks["t1"] - marks.get("t0", marks["t1"]),
+        "cpu_s": marks["cpu1"] - marks.get("cpu0", marks["cpu1"]),
+        "complete": done >= args.articles,
+        "out": out,
     }
 
 
 def run_kafka_python(job: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """The decode-only baseline (``bench_stages.run_baseline``) or a poll-only consumer."""
-    s = child_settings(args, workdir)
-    topic = JOBS[job].topic
-    group = f"bench.{job}.{uuid.uuid4().hex[:8]}"
-    if job != "poll":
-        r = run_baseline(s, topic, args.articles, group, None)
-        return {
-            "records": r.records,
-            "seconds": r.seconds,
-            "cpu_s": r.cpu_s,
-            "complete": r.complete,
-        }
-    from newswire.kafka import make_consumer
+    """A consumer of newswire's client adapter that polls and decodes each value (the
+    baseline: what any stage must do) or only polls, until it has seen N records."""
+    from newswire.kafka import open_clients
+    from newswire.serde import SingleObjectSerde
 
-    consumer = make_consumer(s.kafka, group, role="bench-poll")
-    consumer.subscribe([topic])
-    seen, t0, cpu0 = 0, None, 0.0
+    s = baseline_settings(job, args, workdir)
+    decode = None if job.startswith("poll") else SingleObjectSerde().decode
+    marks: dict[str, float] = {}
+    group = f"bench.{job}.{uuid.uuid4().hex[:8]}"
+    consumer = _mark_subscribe(open_clients(s.kafka).consumer(group, f"bench-{job}"), marks)
+    consumer.subscribe([JOBS[job].topic], on_assign=lambda _: None, on_revoke=lambda _: None)
+    seen = 0
     deadline = time.monotonic() + CHILD_TIMEOUT_S
     try:
         while seen < args.articles and time.monotonic() < deadline:
-            polled = consumer.poll(timeout_ms=500, max_records=s.kafka.max_poll_records)
-            if polled and t0 is None:
-                t0, cpu0 = time.perf_counter(), time.process_time()
-            seen += sum(len(records) for records in polled.values())
+            polled = consumer.poll(s.runner.poll_timeout_ms / 1000, s.kafka.max_poll_records)
+            if polled:
+                marks.setdefault("t0", time.perf_counter())
+            for records in polled.values():
+                if decode is not None:
+                    for record in records:
+                        decode(record.value)
+                seen += len(records)
         t1, cpu1 = time.perf_counter(), time.process_time()
     finally:
-        consumer.close(autocommit=False)
+        consumer.close()
     return {
         "records": seen,
-        "seconds": t1 - (t0 or t1),
-        "cpu_s": cpu1 - cpu0,
+        "seconds": t1 - marks.get("t0", t1),
+        "cpu_s": cpu1 - marks.get("cpu0", cpu1),
         "complete": seen >= args.articles,
     }
 
@@ -267,7 +349,7 @@ def run_quix(job: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
     def count(_value: Any) -> None:
         nonlocal seen
         if seen == 0:
-            marks.update(t0=time.perf_counter(), cpu0=time.process_time())
+            marks["t0"] = time.perf_counter()
         seen += 1
         if seen == n:
             marks["done"] = 1
@@ -324,6 +406,7 @@ def run_quix(job: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
     else:
         raise SystemExit(f"unknown Quix job {job!r}")
 
+    _mark_subscribe(app._consumer, marks)
     context = app._processing_context
     commit = context.commit_checkpoint
 
@@ -364,7 +447,7 @@ def child_main(args: argparse.Namespace) -> int:
     job = args.child
     if job.startswith("quix-"):
         result = run_quix(job, args, workdir)
-    elif job in ("poll",) or job.startswith("decode"):
+    elif job.startswith(("poll", "decode")):
         result = run_kafka_python(job, args, workdir)
     else:
         result = run_newswire(job, args, workdir)
@@ -377,11 +460,11 @@ def child_main(args: argparse.Namespace) -> int:
 
 def create_input_topics(s: Settings) -> None:
     """Every pipeline topic, the inputs with ``retention.ms`` declared (for Quix Streams)."""
+    # kafka-python's admin directly: newswire's AdminClient protocol creates topics without
+    # configs, and Quix Streams needs retention.ms on its inputs.
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    from newswire.kafka import client_config
-
-    admin = KafkaAdminClient(**client_config(s.kafka, "bench-admin"))
+    admin = KafkaAdminClient(bootstrap_servers=[s.kafka.bootstrap], client_id="bench-admin")
     try:
         admin.create_topics(
             [
@@ -612,8 +695,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         print()
         print(
-            "CPU: user+sys of the job's own process (all threads) per record, first record "
-            "to N-th committed; x decode-only: against the kafka-python decode-only consumer "
+            "CPU: user+sys of the job's own process (all threads) per record, from its "
+            "subscribe to the N-th record committed; rec/s: from the first record handed out; "
+            "x decode-only: against the kafka-python decode-only consumer "
             "on the same topic in this run (articles.raw: mean of the first and last run); "
             "time ratio = baseline rate / job rate (higher is slower)."
         )
