@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kafka import KafkaProducer
 
 from newswire.settings import MetricsSettings
@@ -36,6 +37,7 @@ from newswire.topics import RAW
 from tests.conftest import ARTICLES
 from tests.helpers import wait_for
 from tests.prometheus import (
+    PROMETHEUS_DIR,
     Prometheus,
     dashboard,
     panel_queries,
@@ -161,10 +163,12 @@ def test_every_panel_query_and_recording_rule_has_data_from_a_real_run(
         # A held lock is an outage after 0.2 s rather than 30 s.
         "NEWSWIRE_STORE__SQLITE_BUSY_TIMEOUT_S": "0.2",
     }
-    scrape = {
-        "job_name": "newswire",
-        "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}],
-    }
+    # The scrape job of the shipped deploy/prometheus/local.yml (README: "a local run"),
+    # reading the targets file of this test, re-read every second.
+    (scrape,) = yaml.safe_load((PROMETHEUS_DIR / "local.yml").read_text())["scrape_configs"]
+    (file_sd,) = scrape["file_sd_configs"]
+    assert file_sd["files"] == ["targets.json"]
+    file_sd.update(files=[str(targets)], refresh_interval="1s")
     out_path = tmp_path / "run.out"
     with (
         Prometheus(tmp_path / "prometheus", [scrape]) as prometheus,
