@@ -36,7 +36,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -148,6 +150,10 @@ class Source:
     schemes: tuple[str, ...] = ()
     #: Whether ``-`` (standard input) is a path this source reads.
     stdin: bool = False
+    #: This source's own settings, loaded from ``NEWSWIRE_<NAME>__<FIELD>`` (None: none).
+    settings_model: ClassVar[type[BaseModel] | None] = None
+    #: The loaded ``settings_model`` (set by the runtime after :meth:`from_paths`).
+    config: Any = None
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:

@@ -144,6 +144,10 @@ def build_sources(
     if follow:
         follower_class = plugins.load(plugins.SOURCES, FOLLOW)
         sources.append(follower_class.from_paths(follow, settings.producer))
+    for source in sources:
+        model = type(source).settings_model
+        if model is not None:
+            source.config = settings.section(source.name or type(source).__name__, model)
     return sources
 
 
