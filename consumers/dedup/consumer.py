@@ -34,6 +34,8 @@ import xxhash
 from prometheus_client import Counter, Gauge
 
 from consumers.dedup.fingerprint import content_hash, tokens
+from consumers.dedup.index import open_index
+from consumers.dedup.settings import DedupSettings
 from consumers.dedup.sketch import Sketch, estimate, sketch_many
 from consumers.dedup.state import (
     KEPT,
@@ -45,12 +47,12 @@ from consumers.dedup.state import (
     content_key,
     id_number,
     id_text,
-    open_index,
     url_key,
 )
 from newswire import Consumer, Event
 from newswire.errors import RetriableError
 from newswire.serde import SIGHTING
+from newswire.settings import Settings
 from newswire.topics import DUPLICATES, RAW, UNIQUE
 
 __all__ = ["DedupConsumer", "Verdict"]
@@ -116,15 +118,37 @@ class DedupConsumer(Consumer):
 
     name = "dedup"
     topics = (RAW,)
+    settings_model = DedupSettings
+
+    @classmethod
+    def state_url(cls, settings: Settings) -> str:
+        """Where the state is: ``state_url``, or the runtime's state dir when it sets one.
+
+        State records Kafka offsets, so with a memory-only broker (``newswire
+        run``, which sets ``NEWSWIRE_RUNNER__STATE_DIR``) it lives with the run.
+        """
+        state_dir = settings.runner.state_dir
+        if state_dir is not None:
+            return f"sqlite:///{state_dir / 'dedup-state.sqlite'}"
+        return settings.section(cls.name, DedupSettings).state_url
+
+    @classmethod
+    def check(cls, settings: Settings) -> None:
+        """Open the state once: a bad URL, a missing database, refused credentials fail here."""
+        section = settings.section(cls.name, DedupSettings)
+        url = cls.state_url(settings)
+        open_index(url, max_entries=section.max_entries, window_s=section.window_s).close()
 
     def setup(self) -> None:
-        settings = self.context.settings.dedup
+        settings = self.context.settings.section(self.name, DedupSettings)
         self.min_chars = settings.min_content_chars
         self.near = settings.near
         self.near_threshold = settings.near_threshold
         self.near_min_words = settings.near_min_words
         self.index: SeenIndex = open_index(
-            settings.state_url, max_entries=settings.max_entries, window_s=settings.window_s
+            self.state_url(self.context.settings),
+            max_entries=settings.max_entries,
+            window_s=settings.window_s,
         )
         registry = self.context.registry
         labels = ("consumer", "topic")
