@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -372,3 +373,155 @@ def test_the_oldest_articles_are_forgotten_at_the_bound(
     assert sighting["duplicate_of"] == article_id(originals[5])
     unique = [serde.decode(r.value)[1] for r in read_topic(settings, UNIQUE, expect=7)]
     assert syndicated(originals[0])["originalUrl"] in {u["original_url"] for u in unique}
+
+
+# -- updates and keys ----------------------------------------------------------------------------
+
+
+def revision(fields: dict[str, Any], n: int) -> dict[str, Any]:
+    """Version *n* (n ≥ 2) of a story: a month later per version, title and a sentence changed."""
+    return {
+        **fields,
+        "title": f"{fields['title']} (revision {n})",
+        "body": f"{fields['body']} Updated {n} times since first published.",
+        "publishedDateTime": fields["publishedDateTime"] + dt.timedelta(days=30 * (n - 1)),
+    }
+
+
+def decoded(records: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
+    serde = SingleObjectSerde()
+    return [(r, serde.decode(r.value)[1]) for r in records]
+
+
+def test_a_newer_version_goes_on_as_an_update_an_older_one_is_a_sighting(
+    settings: Settings, tmp_path: Path, pipelines: list[Pipeline]
+) -> None:
+    pipeline = Pipeline(settings, tmp_path / "work", stages={"dedup": 1})
+    pipelines.append(pipeline)
+    pipeline.start()
+    first = story(1)
+    second = revision(first, 2)  # issue 11: same originalUrl, a month later, title and body
+    publish(settings, [first])
+    read_topic(settings, UNIQUE, expect=1)
+    publish(settings, [second])
+    unique = decoded(read_topic(settings, UNIQUE, expect=2))
+    assert [u["title"] for _, u in unique] == [first["title"], second["title"]]
+    assert {r.key for r, _ in unique} == {article_id(first).encode()}
+    assert len({r.partition for r, _ in unique}) == 1  # every version on one partition
+    (update,) = [s for _, s in decoded(read_topic(settings, DUPLICATES, expect=1))]
+    assert (update["reason"], update["duplicate_of"]) == ("update", article_id(first))
+    # An identical re-send and the older version: sightings only.
+    publish(settings, [second, first])
+    sightings = [s for _, s in decoded(read_topic(settings, DUPLICATES, expect=3))]
+    assert [(s["reason"], s["title"]) for s in sightings[1:]] == [
+        ("url", second["title"]),
+        ("url", first["title"]),
+    ]
+    assert len(read_topic(settings, UNIQUE, expect=3, timeout=3)) == 2
+
+
+def test_sigkill_of_dedup_amid_updates_gives_every_version_its_verdict(
+    settings: Settings, broker: EmbeddedBroker, tmp_path: Path, pipelines: list[Pipeline]
+) -> None:
+    """A record whose verdict was stored but whose offset was not committed is judged again.
+
+    To be sure the kill lands in that window, the broker is frozen (SIGSTOP) first: dedup
+    stores the verdicts of the batch in hand, then waits on the frozen broker to flush
+    them and commit; it is killed there, the broker thawed, and dedup started again.
+    """
+    settings.kafka.max_poll_records = 40
+    stories = 300
+    items: list[dict[str, Any]] = []
+    for n in range(stories):
+        first = story(n)
+        # Three versions, then a re-send of the newest and the first again (older), both
+        # under a URL variant (the same canonical URL), to tell their sightings apart.
+        versions = [first, revision(first, 2), revision(first, 3)]
+        items.extend([*versions, url_variant(versions[-1]), url_variant(first)])
+    pipeline = Pipeline(settings, tmp_path / "work", stages={"dedup": 1})
+    pipelines.append(pipeline)
+    pipeline.start()
+    publish(settings, items)
+    assert broker.process is not None
+    for _kill_number in range(3):
+        (dedup,) = pipeline.processes
+        wait_for(
+            lambda: metric(pipeline, "newswire_consumer_records_in_total") > 150,
+            timeout=60,
+            what="progress",
+        )
+        os.kill(broker.process.pid, signal.SIGSTOP)
+        try:
+            time.sleep(0.5)  # the batch in hand is judged and stored; its flush waits
+            _kill(dedup)
+        finally:
+            os.kill(broker.process.pid, signal.SIGCONT)
+        pipeline.processes.remove(dedup)
+        pipeline.processes.append(pipeline.spawn("dedup"))
+    read_topic(settings, UNIQUE, expect=3 * stories, timeout=120)
+    read_topic(settings, DUPLICATES, expect=2 * stories, timeout=60)
+    # Everything, with what the redeliveries emitted again (read until quiet).
+    unique = decoded(read_topic(settings, UNIQUE, expect=len(items), timeout=4))
+    sightings = decoded(read_topic(settings, DUPLICATES, expect=len(items), timeout=4))
+    assert len(unique) + len(sightings) > len(items), "no record was judged twice"
+    versions_of = {
+        v["title"] for n in range(stories) for v in (story(n), revision(story(n), 2))
+    } | {revision(story(n), 3)["title"] for n in range(stories)}
+    assert {u["title"] for _, u in unique} == versions_of
+    reasons: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for _, s in sightings:
+        reasons[s["title"], s["url"]].add(s["reason"])
+    for n in range(stories):
+        v1, v2, v3 = story(n), revision(story(n), 2), revision(story(n), 3)
+        # Never "a duplicate of itself": a redelivered first copy is kept again, a
+        # redelivered update is an update again.
+        assert (v1["title"], v1["originalUrl"]) not in reasons
+        assert reasons[v2["title"], v2["originalUrl"]] == {"update"}
+        assert reasons[v3["title"], v3["originalUrl"]] == {"update"}
+        assert reasons[v3["title"], url_variant(v3)["originalUrl"]] == {"url"}
+        assert reasons[v1["title"], url_variant(v1)["originalUrl"]] == {"url"}
+
+
+def test_a_record_keyed_by_something_else_is_re_keyed_by_its_article_id(
+    settings: Settings, tmp_path: Path, pipelines: list[Pipeline]
+) -> None:
+    from kafka import KafkaProducer
+
+    from newswire.kafka import client_config
+    from newswire.serde import ARTICLE
+    from newswire.topics import RAW
+
+    pipeline = Pipeline(settings, tmp_path / "work", stages={"dedup": 1})
+    pipelines.append(pipeline)
+    pipeline.start()
+    stories = [story(n) for n in range(6)]
+    serde = SingleObjectSerde()
+    producer = KafkaProducer(**client_config(settings.kafka, "wrong-keys"))
+    try:
+        for n, fields in enumerate(stories):
+            value = serde.encode(ARTICLE, Article.model_validate(fields).model_dump())
+            # A producer of someone else's: keyed by a sequence number, or not at all.
+            producer.send(RAW, key=None if n == 0 else f"seq-{n}".encode(), value=value)
+        producer.flush()
+    finally:
+        producer.close()
+    unique = decoded(read_topic(settings, UNIQUE, expect=len(stories)))
+    assert len(unique) == len(stories)
+    assert {r.key for r, _ in unique} == {article_id(f).encode() for f in stories}
+    raw = read_topic(settings, RAW, expect=2 * len(stories))
+    rekeyed = [r for r in raw if r.key in {article_id(f).encode() for f in stories}]
+    assert len(rekeyed) == len(stories)
+    for record in rekeyed:
+        assert dict(record.headers)["newswire.rekeyed_from"].startswith(b"articles.raw/")
+    # Each is on its article's partition: where the newswire producer sends its copies,
+    # which dedup then judges against it (the same instance, the same state).
+    publish(settings, [url_variant(f) for f in stories])
+    sightings = [s for _, s in decoded(read_topic(settings, DUPLICATES, expect=len(stories)))]
+    assert {(s["reason"], s["duplicate_of"]) for s in sightings} == {
+        ("url", article_id(f)) for f in stories
+    }
+    partitions = {
+        s["duplicate_of"]: s["source_partition"] for s in sightings
+    }  # where the copies landed
+    assert {u["id"]: r.partition for r, u in unique} == partitions
+    assert metric(pipeline, "newswire_dedup_rekeyed_total") == len(stories)
