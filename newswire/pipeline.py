@@ -125,12 +125,7 @@ class Pipeline:
         """The settings a stage process needs, as ``NEWSWIRE_*`` variables."""
         s = self.settings
         return {
-            "NEWSWIRE_KAFKA__BOOTSTRAP": s.kafka.bootstrap,
-            "NEWSWIRE_KAFKA__PARTITIONS": str(s.kafka.partitions),
-            "NEWSWIRE_KAFKA__SESSION_TIMEOUT_MS": str(s.kafka.session_timeout_ms),
-            "NEWSWIRE_KAFKA__HEARTBEAT_INTERVAL_MS": str(s.kafka.heartbeat_interval_ms),
-            "NEWSWIRE_KAFKA__MAX_POLL_RECORDS": str(s.kafka.max_poll_records),
-            "NEWSWIRE_KAFKA__OUTPUT_CLIENT": s.kafka.output_client,
+            **s.kafka.environment(),
             "NEWSWIRE_STORE__URL": s.store.url,
             "NEWSWIRE_DEDUP__STATE_URL": s.dedup.state_url,
             "NEWSWIRE_DEDUP__MAX_ENTRIES": str(s.dedup.max_entries),

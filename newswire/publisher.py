@@ -33,11 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic
-from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from newswire.errors import NewswireError, SerdeError
-from newswire.kafka import make_producer
+from newswire.kafka import BrokerError, Clients, Delivery, ProducerClient, open_clients
 from newswire.metrics import ProducerMetrics
 from newswire.model import Article
 from newswire.serde import ARTICLE, SingleObjectSerde
@@ -56,6 +55,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Encoded records larger than this are rejected (the default of max_document_bytes).
+DEFAULT_MAX_RECORD_BYTES = 5 * 1024 * 1024
 
 #: Record header with the ingest time (ISO-8601, UTC), for consumers that do not decode.
 INGESTED_AT_HEADER = "newswire.ingested_at"
@@ -98,6 +100,7 @@ def validate(document: Document) -> Article | Reject:
             document.origin,
             getattr(exc, "field", "") or "originalUrl",
             exc.message,
+            kind=getattr(exc, "kind", "invalid"),
             line=document.line,
             entry=document.entry,
         )
@@ -145,8 +148,12 @@ class Batch:
 class Encoder:
     """Validates documents and encodes them; runs in worker processes or in the publisher."""
 
-    def __init__(self, serde: SingleObjectSerde | None = None) -> None:
+    def __init__(
+        self, serde: SingleObjectSerde | None = None, *, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    ) -> None:
         self.serde = serde or SingleObjectSerde()
+        #: The largest encoded value sent; a larger one is rejected, naming its document.
+        self.max_bytes = max_bytes
 
     def document(self, document: Document) -> tuple[Record, int] | Reject:
         """The encoded record of *document* and its count of extra fields, or a reject."""
@@ -159,6 +166,18 @@ class Encoder:
             record["ingested_at"] = now
             record["source"] = document.origin or article.source
             value = self.serde.encode(ARTICLE, record)
+            if len(value) > self.max_bytes:
+                # The input was within the limit but grew (unknown fields kept as JSON):
+                # refused here rather than by the broker, which would fail the batch.
+                return Reject(
+                    document.origin,
+                    "",
+                    f"encoded record is {len(value)} bytes, over the limit of "
+                    f"{self.max_bytes} bytes",
+                    kind="too_large",
+                    line=document.line,
+                    entry=document.entry,
+                )
         except SerdeError as exc:  # e.g. a number too large for an Avro int
             return Reject(
                 document.origin,
@@ -221,11 +240,11 @@ def _source_failed(source: Source, exc: Exception) -> Reject:
 _WORKER_ENCODER: Encoder | None = None
 
 
-def _init_worker() -> None:  # pragma: no cover - runs in the worker processes
+def _init_worker(max_bytes: int) -> None:  # pragma: no cover - runs in the worker processes
     global _WORKER_ENCODER
     # Ctrl-C goes to the whole process group: the parent decides, workers just finish.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORKER_ENCODER = Encoder()
+    _WORKER_ENCODER = Encoder(max_bytes=max_bytes)
 
 
 def _encode_part(part: Source) -> Batch:  # pragma: no cover - runs in the worker processes
@@ -236,6 +255,16 @@ def _encode_part(part: Source) -> Batch:  # pragma: no cover - runs in the worke
 def _ping(n: int) -> int:  # pragma: no cover - runs in the worker processes
     time.sleep(0.01)  # long enough that every worker gets one
     return n
+
+
+def max_record_bytes(settings: Settings) -> int:
+    """The size limit of an encoded record: the document limit, and what the broker takes.
+
+    ``max_request_size`` bounds a whole produce request; 64 KiB of it are left for
+    the key, the headers and the batch framing.
+    """
+    producer = settings.producer
+    return min(producer.max_document_bytes, producer.max_request_size - 64 * 1024)
 
 
 def default_workers() -> int:
@@ -277,7 +306,8 @@ class Publisher:
         registry: CollectorRegistry | None = None,
         name: str = "producer",
         topic: str = RAW,
-        producer: KafkaProducer | None = None,
+        producer: ProducerClient | None = None,
+        clients: Clients | None = None,
         workers: int | None = None,
     ) -> None:
         self.settings = settings
@@ -286,12 +316,13 @@ class Publisher:
         self.registry = registry or CollectorRegistry()
         self.metrics = ProducerMetrics.create(self.registry)
         self.workers = workers or settings.producer.workers or default_workers()
-        self.encoder = Encoder()
+        self.encoder = Encoder(max_bytes=max_record_bytes(settings))
         self.serde = self.encoder.serde
         self._producer = producer
+        self._clients = clients
         self._pool: cf.ProcessPoolExecutor | None = None
-        # Acknowledgements are counted at each flush (every record is then acked or
-        # failed): sent = queued - failed. A per-record ack callback cost ~10% of send().
+        # Acknowledgements are counted at each flush, which returns the records that
+        # failed (every other queued record was acknowledged): sent = queued - failed.
         self._queued = 0
         self._sent = 0
         self._failed = 0
@@ -304,12 +335,11 @@ class Publisher:
         self._extras = self.metrics.extra_fields.labels(name, topic)
 
     @property
-    def producer(self) -> KafkaProducer:
-        """The Kafka producer, created on first use."""
+    def producer(self) -> ProducerClient:
+        """The Kafka producer (``NEWSWIRE_KAFKA__CLIENT``'s), created on first use."""
         if self._producer is None:
-            self._producer = make_producer(
-                self.settings.kafka, self.settings.producer, role=self.name
-            )
+            clients = self._clients or open_clients(self.settings.kafka, self.settings.producer)
+            self._producer = clients.producer(self.name)
         return self._producer
 
     def publish(
@@ -413,7 +443,10 @@ class Publisher:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(modules)
             self._pool = cf.ProcessPoolExecutor(
-                self.workers, mp_context=context, initializer=_init_worker
+                self.workers,
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(self.encoder.max_bytes,),
             )
         return self._pool
 
@@ -467,13 +500,8 @@ class Publisher:
         self._read.inc(batch.read)
         if batch.extra_fields:
             self._extras.inc(batch.extra_fields)
-        send = self.producer.send
-        topic = self.topic
         for key, value, ingested_at, where in batch.records:
-            headers = [(INGESTED_AT_HEADER, ingested_at)] if self._headers else None
-            future = send(topic, key=key, value=value, headers=headers)
-            future.add_errback(self._not_acked, where)
-        self._queued += len(batch.records)
+            self._produce(key, value, ingested_at, where)
         for reject in batch.rejects:
             self._reject(reject, summary, rejects)
         progress(batch.read)
@@ -486,28 +514,35 @@ class Publisher:
         (key, value, ingested_at, where), extras = result
         if extras:
             self._extras.inc(extras)
+        self._produce(key, value, ingested_at, where)
+
+    def _produce(self, key: bytes, value: bytes, ingested_at: bytes, where: str) -> None:
+        """The one produce path: queue the record; its outcome is counted at the flush."""
         headers = [(INGESTED_AT_HEADER, ingested_at)] if self._headers else None
-        future = self.producer.send(self.topic, key=key, value=value, headers=headers)
-        future.add_errback(self._not_acked, where)
         self._queued += 1
+        try:
+            self.producer.produce(self.topic, value, key=key, headers=headers, context=where)
+        except BrokerError as exc:  # refused before sending (too large…): this record only
+            self._not_acked(exc, where)
 
     def flush(self) -> None:
-        """Wait until every sent record is acknowledged or failed."""
+        """Wait until every sent record is acknowledged or failed; count and report both."""
         if self._producer is not None:
-            self._producer.flush()
-            self._settle()
+            self._settle(self._producer.flush())
 
     def close(self) -> None:
         """Flush and close the Kafka producer; stop the worker processes."""
         self._shutdown_pool()
         if self._producer is not None:
-            self._producer.close(timeout=30)
-            self._producer = None
-            self._settle()
+            producer, self._producer = self._producer, None
+            self._settle(producer.close(timeout_s=30))
             self._count_acks()  # an interrupted run: what the close flushed counts too
 
-    def _settle(self) -> None:
-        """After a flush: everything queued and not failed was acknowledged."""
+    def _settle(self, failed: list[Delivery]) -> None:
+        """After a flush: the *failed* ones are reported, every other queued record was
+        acknowledged."""
+        for delivery in failed:
+            self._not_acked(delivery.error or RuntimeError("not acknowledged"), delivery.context)
         acked = self._queued - self._failed - self._sent
         if acked > 0:
             self._sent += acked

@@ -34,15 +34,52 @@ class KafkaSettings(BaseModel):
     session_timeout_ms: int = 45000
     heartbeat_interval_ms: int = 3000
     max_poll_records: int = 1000
-    output_client: Literal["confluent", "kafka-python"] = Field(
+    client: str = Field(
+        "kafka-python",
+        description="Kafka client of consumers, producers and admin: confluent (librdkafka) "
+        "or kafka-python (see newswire.kafka).",
+    )
+    output_client: str | None = Field(
         "confluent",
-        description="Client of the stages' output producer: librdkafka's produce() costs "
-        "~5 µs a record, kafka-python's send() 25-65 µs.",
+        description="Client of the stages' output producer (empty: `client`): librdkafka's "
+        "produce() costs ~5 µs a record, kafka-python's send() 25-65 µs.",
+    )
+    fetch_max_wait_ms: int = Field(
+        10,
+        ge=0,
+        description="Longest wait of a fetch for data: Tansu holds a fetch that long even when "
+        "data is there, so it is short (10 ms: 1.47x the throughput of the default 500).",
+    )
+    flush_timeout_s: float = Field(
+        60.0, gt=0, description="Longest wait for acknowledgements at a flush."
     )
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+
+    def environment(self) -> dict[str, str]:
+        """These settings as ``NEWSWIRE_KAFKA__*`` variables, for child processes (secrets
+        included: they came from the environment)."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"NEWSWIRE_KAFKA__{name.upper()}"] = str(value)
+        return env
+
+    @field_validator("client", "output_client")
+    @classmethod
+    def _known_client(cls, value: str | None) -> str | None:
+        from newswire.kafka import known_clients  # the registry; imported late: no cycle
+
+        if value and value not in known_clients():
+            raise ValueError(
+                f"unknown Kafka client {value!r} (known: {', '.join(known_clients())})"
+            )
+        return value or None
 
 
 class ProducerSettings(BaseModel):
