@@ -485,9 +485,7 @@ def test_sigkill_of_dedup_amid_updates_gives_every_version_its_verdict(
 def test_a_record_keyed_by_something_else_is_re_keyed_by_its_article_id(
     settings: Settings, tmp_path: Path, pipelines: list[Pipeline]
 ) -> None:
-    from kafka import KafkaProducer
-
-    from newswire.kafka import client_config
+    from newswire.kafka import open_clients
     from newswire.serde import ARTICLE
     from newswire.topics import RAW
 
@@ -496,13 +494,13 @@ def test_a_record_keyed_by_something_else_is_re_keyed_by_its_article_id(
     pipeline.start()
     stories = [story(n) for n in range(6)]
     serde = SingleObjectSerde()
-    producer = KafkaProducer(**client_config(settings.kafka, "wrong-keys"))
+    producer = open_clients(settings.kafka).producer("wrong-keys")
     try:
         for n, fields in enumerate(stories):
             value = serde.encode(ARTICLE, Article.model_validate(fields).model_dump())
             # A producer of someone else's: keyed by a sequence number, or not at all.
-            producer.send(RAW, key=None if n == 0 else f"seq-{n}".encode(), value=value)
-        producer.flush()
+            producer.produce(RAW, value, key=None if n == 0 else f"seq-{n}".encode())
+        assert not producer.flush()
     finally:
         producer.close()
     unique = decoded(read_topic(settings, UNIQUE, expect=len(stories)))
