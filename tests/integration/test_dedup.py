@@ -443,11 +443,12 @@ def test_sigkill_of_dedup_amid_updates_gives_every_version_its_verdict(
     pipeline.start()
     publish(settings, items)
     assert broker.process is not None
-    for _kill_number in range(3):
+    for _kill_number in range(2):
         (dedup,) = pipeline.processes
+        # A batch or more judged by this process (the first restarts in the middle).
         wait_for(
-            lambda: metric(pipeline, "newswire_consumer_records_in_total") > 150,
-            timeout=60,
+            lambda: metric(pipeline, "newswire_consumer_records_in_total") > 40,
+            timeout=90,
             what="progress",
         )
         os.kill(broker.process.pid, signal.SIGSTOP)
