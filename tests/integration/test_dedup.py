@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from consumers.dedup.fingerprint import tokens
+from consumers.dedup.state import claimant_of
 from newswire.broker import EmbeddedBroker
 from newswire.model import Article
 from newswire.pipeline import Pipeline, StageProcess
@@ -32,7 +33,7 @@ from newswire.publisher import Publisher
 from newswire.serde import SingleObjectSerde
 from newswire.settings import Settings
 from newswire.source import Document
-from newswire.topics import DUPLICATES, UNIQUE, ensure_topics
+from newswire.topics import DUPLICATES, RAW, UNIQUE, ensure_topics
 from tests.conftest import ARTICLES
 from tests.helpers import ListSource, read_topic, seed_fields, wait_for
 
@@ -420,15 +421,57 @@ def test_a_newer_version_goes_on_as_an_update_an_older_one_is_a_sighting(
     assert len(read_topic(settings, UNIQUE, expect=3, timeout=3)) == 2
 
 
-def test_sigkill_of_dedup_amid_updates_gives_every_version_its_verdict(
-    settings: Settings, broker: EmbeddedBroker, tmp_path: Path, pipelines: list[Pipeline]
+def _kill_with_verdicts_uncommitted(
+    settings: Settings, stage: StageProcess, state: Path, positions: dict[int, tuple[int, int]]
 ) -> None:
-    """A record whose verdict was stored but whose offset was not committed is judged again.
+    """SIGKILL *stage* at a moment when its state holds verdicts of records whose offsets are
+    not committed yet (stored, and then emitted or not: the window DESIGN §4 is about).
 
-    To be sure the kill lands in that window, the broker is frozen (SIGSTOP) first: dedup
-    stores the verdicts of the batch in hand, then waits on the frozen broker to flush
-    them and commit; it is killed there, the broker thawed, and dedup started again.
+    The stage is frozen (SIGSTOP) at random moments, for a few ms each — less than a
+    session timeout — until the state and the group's committed offsets show that window.
+    *positions* maps the claimant of each record on articles.raw to its (partition, offset).
     """
+    from newswire.kafka import open_clients
+
+    admin = open_clients(settings.kafka).admin()
+    rng = random.Random(7)
+    try:
+        for _attempt in range(400):
+            os.kill(stage.process.pid, signal.SIGSTOP)
+            try:
+                committed = {
+                    tp.partition: offset
+                    for tp, offset in admin.committed("newswire.dedup", [RAW]).items()
+                }
+                try:
+                    db = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
+                    try:
+                        claimants = [r[0] for r in db.execute("SELECT claimant FROM dedup_entries")]
+                    finally:
+                        db.close()
+                except sqlite3.OperationalError:
+                    claimants = []  # not created yet
+                ahead = [
+                    c
+                    for c in claimants
+                    if c in positions and positions[c][1] >= committed.get(positions[c][0], 0)
+                ]
+                caught = bool(ahead) and len(claimants) < len(positions) // 2
+                if caught:
+                    _kill(stage)  # SIGKILL works on a stopped process
+                    return
+            finally:
+                if stage.process.poll() is None:
+                    os.kill(stage.process.pid, signal.SIGCONT)
+            time.sleep(rng.uniform(0.0, 0.03))
+    finally:
+        admin.close()
+    raise AssertionError("never caught dedup between storing verdicts and committing offsets")
+
+
+def test_sigkill_of_dedup_amid_updates_gives_every_version_its_verdict(
+    settings: Settings, tmp_path: Path, pipelines: list[Pipeline]
+) -> None:
     settings.kafka.max_poll_records = 40
     stories = 300
     items: list[dict[str, Any]] = []
@@ -442,32 +485,37 @@ def test_sigkill_of_dedup_amid_updates_gives_every_version_its_verdict(
     pipelines.append(pipeline)
     pipeline.start()
     publish(settings, items)
-    assert broker.process is not None
-    for _kill_number in range(2):
-        (dedup,) = pipeline.processes
-        # A batch or more judged by this process (the first restarts in the middle).
-        wait_for(
-            lambda: metric(pipeline, "newswire_consumer_records_in_total") > 40,
-            timeout=90,
-            what="progress",
-        )
-        os.kill(broker.process.pid, signal.SIGSTOP)
-        try:
-            time.sleep(0.5)  # the batch in hand is judged and stored; its flush waits
-            _kill(dedup)
-        finally:
-            os.kill(broker.process.pid, signal.SIGCONT)
-        pipeline.processes.remove(dedup)
-        pipeline.processes.append(pipeline.spawn("dedup"))
-    read_topic(settings, UNIQUE, expect=3 * stories, timeout=120)
-    read_topic(settings, DUPLICATES, expect=2 * stories, timeout=60)
-    # Everything, with what the redeliveries emitted again (read until quiet).
-    unique = decoded(read_topic(settings, UNIQUE, expect=len(items), timeout=4))
-    sightings = decoded(read_topic(settings, DUPLICATES, expect=len(items), timeout=4))
-    assert len(unique) + len(sightings) > len(items), "no record was judged twice"
+    positions = {
+        claimant_of(RAW, r.partition, r.offset): (r.partition, r.offset)
+        for r in read_topic(settings, RAW, expect=len(items))
+    }
+    (dedup,) = pipeline.processes
+    state = Path(settings.dedup.state_url.removeprefix("sqlite:///"))
+    _kill_with_verdicts_uncommitted(settings, dedup, state, positions)
+    pipeline.processes.remove(dedup)
+    pipeline.processes.append(pipeline.spawn("dedup"))
     versions_of = {
         v["title"] for n in range(stories) for v in (story(n), revision(story(n), 2))
     } | {revision(story(n), 3)["title"] for n in range(stories)}
+
+    def everything(topic: str) -> list[tuple[Any, dict[str, Any]]]:
+        # With what the redeliveries emitted again: read until quiet.
+        return decoded(read_topic(settings, topic, expect=len(items), timeout=2))
+
+    wait_for(
+        lambda: {u["title"] for _, u in everything(UNIQUE)} >= versions_of,
+        timeout=120,
+        what="every version on articles.unique",
+    )
+    wait_for(
+        lambda: len({(s["title"], s["url"]) for _, s in everything(DUPLICATES)}) >= 4 * stories,
+        timeout=60,
+        what="every sighting",
+    )
+    unique, sightings = everything(UNIQUE), everything(DUPLICATES)
+    # One record out per record in, two per update (on both topics): more means some were
+    # judged and emitted again after a kill — the case this test is about.
+    assert len(unique) + len(sightings) > len(items) + 2 * stories, "no record judged twice"
     assert {u["title"] for _, u in unique} == versions_of
     reasons: dict[tuple[str, str], set[str]] = defaultdict(set)
     for _, s in sightings:
@@ -488,7 +536,6 @@ def test_a_record_keyed_by_something_else_is_re_keyed_by_its_article_id(
 ) -> None:
     from newswire.kafka import open_clients
     from newswire.serde import ARTICLE
-    from newswire.topics import RAW
 
     pipeline = Pipeline(settings, tmp_path / "work", stages={"dedup": 1})
     pipelines.append(pipeline)
