@@ -278,9 +278,9 @@ def run_store(
 
 
 def count_rows(url: str) -> int:
-    from newswire.store import open_store
+    from newswire.store import open_reader
 
-    with open_store(url, create=False) as store:
+    with open_reader(url) as store:
         return store.count("articles")
 
 

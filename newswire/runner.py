@@ -45,15 +45,14 @@ from newswire.kafka import (
     open_clients,
 )
 from newswire.metrics import ConsumerMetrics
-from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SIGHTING, SingleObjectSerde
+from newswire.model import schema_of
+from newswire.serde import SingleObjectSerde
 from newswire.settings import Settings
 from newswire.topics import DLQ
 
 __all__ = ["Runner", "is_retriable"]
 
 log = logging.getLogger(__name__)
-
-_SCHEMA_OF_MODEL = {"Article": ARTICLE, "EnrichedArticle": ENRICHED_ARTICLE, "Sighting": SIGHTING}
 
 
 class _Abandoned(Exception):
@@ -386,7 +385,7 @@ class Runner:
         headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         if isinstance(value, BaseModel):
-            name = schema or _SCHEMA_OF_MODEL.get(type(value).__name__)
+            name = schema or schema_of(type(value))
             if name is None:
                 raise SerdeError(f"no schema for {type(value).__name__}; pass schema=")
             data = self.serde.encode(name, value.model_dump())

@@ -23,19 +23,17 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from newswire.consumer import Consumer, model_for
+from newswire.consumer import Consumer
 from newswire.dlq import DeadLetter
 from newswire.errors import SerdeError
 from newswire.kafka import Headers, Rebalance, Record, TopicPartition
-from newswire.model import Article, EnrichedArticle, Sighting
+from newswire.model import model_for, schema_of
 from newswire.runner import Runner
-from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SIGHTING, SingleObjectSerde
+from newswire.serde import SingleObjectSerde
 from newswire.settings import Settings
 from newswire.topics import DLQ
 
 __all__ = ["Emitted", "MemoryBroker", "TestRun", "run_consumer"]
-
-_SCHEMA = {Article: ARTICLE, EnrichedArticle: ENRICHED_ARTICLE, Sighting: SIGHTING}
 
 
 class _Delivered:
@@ -273,7 +271,7 @@ def run_consumer(
         if isinstance(item, bytes):
             broker.append(source, item)
             continue
-        schema = _SCHEMA.get(type(item))
+        schema = schema_of(type(item))
         if schema is None:
             raise TypeError(f"cannot encode {type(item).__name__}; pass bytes")
         key = getattr(item, "id", None)

@@ -95,9 +95,9 @@ def run(
     with tempfile.TemporaryDirectory(prefix="newswire-run-") as tmp:
         work = workdir or Path(tmp)
         if not bootstrap:
-            # Offsets of a memory-only broker mean nothing after it stops, and dedup
-            # state records offsets: keep that state with the run.
-            settings.dedup.state_url = f"sqlite:///{work / 'dedup-state.sqlite'}"
+            # Offsets of a memory-only broker mean nothing after it stops: state that
+            # records offsets lives with the run.
+            settings.runner.state_dir = work
         rejects_file = RejectsFile(settings.producer.rejects_path)
         try:
             pipeline = Pipeline(settings, work, stages=parse_scale(scale or []))
@@ -181,9 +181,9 @@ def _print_metrics_urls(pipeline: Pipeline, producer_url: str | None, wait_s: fl
 
 
 def _print_run_summary(settings: Settings, summary: PublishSummary, elapsed: float) -> None:
-    from newswire.store import open_store
+    from newswire.store import open_reader
 
-    store = open_store(settings.store.url)
+    store = open_reader(settings.section("store").url, settings)
     try:
         stored = store.count("articles")
         duplicates = store.duplicates_by_reason()
