@@ -65,7 +65,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 from consumers.enrich import Enricher  # noqa: E402
-from consumers.store import StoreConsumer  # noqa: E402
+from consumers.store import StoreConsumer, StoreSettings  # noqa: E402
 from newswire.broker import EmbeddedBroker  # noqa: E402
 from newswire.kafka import make_consumer, make_producer  # noqa: E402
 from newswire.model import EnrichedArticle  # noqa: E402
@@ -232,6 +232,8 @@ def run_store(
 ) -> Result:
     """The store stage (Runner + StoreConsumer, group newswire.<group>) until *n* committed."""
     consumer_class = type("BenchStore", (StoreConsumer,), {"name": group})
+    # A plug-in's settings section is named after it: this one's is the store's.
+    s.section(group, StoreSettings).url = s.store.url
     consumer = consumer_class()
     registry = CollectorRegistry()
     runner = Runner(consumer, s, registry=registry)

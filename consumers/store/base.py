@@ -381,7 +381,10 @@ def revision_rows(
     ignore, never a new revision.
     """
     plan = RevisionPlan()
-    for article_id, records in batch.versions.items():
+    # Only an id already stored or arriving more than once can have a second version.
+    winners = {r["id"]: r for r in batch.records if r["id"] in stored or r["id"] in batch.many}
+    for article_id, winner in winners.items():
+        records = batch.many.get(article_id) or [winner]
         old = stored.get(article_id)
         versions: dict[str, tuple[Any, ...]] = {}
         if old is not None:
@@ -393,7 +396,6 @@ def revision_rows(
             continue  # one version (a first arrival or a replay): nothing to count
         plan.rows.extend(versions.values())
         plan.recount.append(article_id)
-        winner = batch.winner[article_id]
         if old is None or (
             _record_version(winner, stored_at).version != old.version
             and version_key(winner.get("published_at"), winner.get("ingested_at"))
@@ -458,15 +460,6 @@ class Batch:
     #: Every record of each id that came more than once in the batch (for revisions).
     many: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
 
-    @property
-    def winner(self) -> dict[str, Mapping[str, Any]]:
-        """The winning record of each id."""
-        return {r["id"]: r for r in self.records}
-
-    @property
-    def versions(self) -> dict[str, list[Mapping[str, Any]]]:
-        """Every record of each id in the batch."""
-        return {r["id"]: self.many.get(r["id"]) or [r] for r in self.records}
 
     @classmethod
     def of(
