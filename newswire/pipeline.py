@@ -26,7 +26,7 @@ from types import TracebackType
 
 from newswire import registry
 from newswire.broker import EmbeddedBroker, die_with_parent
-from newswire.errors import NewswireError
+from newswire.errors import NewswireError, UnavailableError
 from newswire.settings import Settings
 from newswire.status import Samples, scrape, total
 from newswire.topics import ALL_TOPICS, RAW, ensure_topics
@@ -101,9 +101,24 @@ class Pipeline:
     #: Stage name → the topics it reads (from the consumers' declarations).
     topology: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+    def check(self) -> None:
+        """Ask every stage to check what it needs (its database…), before anything starts.
+
+        A :class:`~newswire.errors.ConfigError` (bad URL, no such database,
+        authentication failed, permission denied) propagates: nothing has started
+        yet. An outage is logged; the stage waits it out once running.
+        """
+        for name in self.stages:
+            consumer_class = registry.load(registry.CONSUMERS, name)
+            try:
+                consumer_class.check(self.settings)
+            except UnavailableError as exc:
+                log.warning("%s: %s; the stage will wait for it", name, exc)
+
     def start(self) -> None:
-        """Start the broker (if no bootstrap was given), create topics, spawn the stages."""
+        """Check the stages, start the broker (unless given one), create topics, spawn stages."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.check()
         if self.broker is None and not self.settings.kafka.bootstrap:
             self.broker = EmbeddedBroker(log_path=self.workdir / "broker.log").start()
             self.settings.kafka.bootstrap = self.broker.bootstrap

@@ -16,7 +16,8 @@ Mapping (seed field ← feed):
 - ``images`` ← ``media:content`` and ``media:thumbnail`` images, image enclosures
 
 A file that is not a feed at all (not XML, no RSS/Atom elements) is one reject.
-Gzip-compressed files are read as well.
+Gzip-compressed files (``heise.xml.gz``, or any name) and responses are read as
+well; the limit applies to the decompressed size.
 """
 
 from __future__ import annotations
@@ -39,7 +40,16 @@ import httpx
 import xxhash
 
 from newswire.settings import ProducerSettings
-from newswire.source import Document, Reject, Source, read_file_limited, walk
+from newswire.source import (
+    GZIP_MAGIC,
+    Document,
+    Reject,
+    Source,
+    file_sizes,
+    gunzip_limited,
+    read_file_limited,
+    walk,
+)
 
 __all__ = [
     "FeedSource",
@@ -50,9 +60,12 @@ __all__ = [
     "parse_feed",
 ]
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 _SPACES = re.compile(r"\s+")
+#: Opening tags of RSS items and Atom entries (``<item rdf:about=…>`` too), counted
+#: for the progress bar. An approximation: a tag inside CDATA counts too.
+_ENTRY_TAGS = (b"<item>", b"<item ", b"<entry>", b"<entry ")
+COUNT_MAX_BYTES = 64 * 1024 * 1024
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".svg", ".bmp")
 
 
@@ -113,14 +126,6 @@ class ParsedFeed:
     version: str
 
 
-def _decompress(data: bytes, max_bytes: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    out = inflater.decompress(data, max_bytes + 1)
-    if len(out) > max_bytes:
-        raise ValueError(f"uncompressed feed is over the limit of {max_bytes} bytes")
-    return out
-
-
 def parse_feed(
     origin: str,
     data: bytes,
@@ -140,13 +145,13 @@ def parse_feed(
             f"feed is {len(data)} bytes, over the limit of {max_bytes} bytes",
             kind="too_large",
         )
-    if data[:2] == _GZIP_MAGIC:
+    if data[:2] == GZIP_MAGIC:
         try:
-            data = _decompress(data, max_bytes)
+            data = gunzip_limited(data, max_bytes)
         except zlib.error as exc:
             return Reject(origin, "", f"corrupt gzip data: {exc}", kind="format")
         except ValueError as exc:
-            return Reject(origin, "", str(exc), kind="too_large")
+            return Reject(origin, "", f"feed {exc}", kind="too_large")
     if not data.strip():
         return Reject(origin, "", "empty file: no feed", kind="empty")
     parsed = feedparser.parse(io.BytesIO(data), response_headers=dict(headers or {}))
@@ -365,7 +370,7 @@ class FeedSource(Source):
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
-        return head[:2] == _GZIP_MAGIC or head.lstrip(_BOM).lstrip().startswith(b"<")
+        return head[:2] == GZIP_MAGIC or head.lstrip(_BOM).lstrip().startswith(b"<")
 
     def inputs(self) -> list[str]:
         """Every feed: URLs and files as given, directories' feed files."""
@@ -376,6 +381,25 @@ class FeedSource(Source):
             else:
                 found.extend(str(p) for p in sorted(walk(Path(path), self.suffixes)))
         return found
+
+    def size(self) -> int | None:
+        inputs = self.inputs()
+        return None if any(_is_url(p) for p in inputs) else file_sizes(inputs)
+
+    def count(self) -> int | None:
+        """Entries in the feed files, by counting their ``<item>``/``<entry>`` tags (plain
+        files up to :data:`COUNT_MAX_BYTES` in all); None with a URL or gzip."""
+        inputs = self.inputs()
+        size = self.size()
+        if size is None or size > COUNT_MAX_BYTES:
+            return None
+        total = 0
+        for path in inputs:
+            data = Path(path).read_bytes()
+            if data[:2] == GZIP_MAGIC:
+                return None
+            total += sum(data.count(tag) for tag in _ENTRY_TAGS)
+        return total
 
     def split(self) -> Iterator[FeedSource]:
         for path in self.inputs():

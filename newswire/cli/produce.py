@@ -18,7 +18,15 @@ from typing import Annotated, Any
 
 import typer
 from prometheus_client import CollectorRegistry
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 
 from newswire import registry as plugins
 from newswire.cli.common import (
@@ -34,8 +42,10 @@ from newswire.cli.common import (
 from newswire.errors import ConfigError, NewswireError
 from newswire.publisher import Publisher, PublishSummary
 from newswire.settings import Settings
-from newswire.source import RejectsFile, Source, walk
+from newswire.source import RejectsFile, Scan, Source, detect_file, scan
 from newswire.topics import ensure_topics
+
+log = logging.getLogger(__name__)
 
 AUTO = "auto"
 FOLLOW = "follow"
@@ -70,24 +80,12 @@ def _source_classes() -> dict[str, type[Source]]:
     }
 
 
-def _by_suffix(path: str, classes: dict[str, type[Source]]) -> str | None:
-    lowered = path.lower()
-    return next(
-        (n for n, c in classes.items() if c.suffixes and lowered.endswith(c.suffixes)), None
-    )
-
-
-def _sniff(path: Path, classes: dict[str, type[Source]]) -> str | None:
-    try:
-        with path.open("rb") as f:
-            head = f.read(512)
-    except OSError:
-        return None
-    return next((n for n, c in classes.items() if c.sniff(head)), None)
-
-
 def detect(path: str, classes: dict[str, type[Source]]) -> str:
-    """The source name for one path that is not a directory."""
+    """The source name for one path that is not a directory.
+
+    A file no source recognises goes to the documents source, which says why it
+    is not a document (a file named on the command line is never skipped quietly).
+    """
     if path == STDIN:
         found = next((n for n, c in classes.items() if c.stdin), None)
         if found is None:
@@ -99,11 +97,24 @@ def detect(path: str, classes: dict[str, type[Source]]) -> str:
         if found is None:
             raise ConfigError(f"no registered source reads {scheme}:// URLs: {path}", path=path)
         return found
-    return (
-        _by_suffix(path, classes)
-        or _sniff(Path(path), classes)
-        or (_DEFAULT_FORMAT if _DEFAULT_FORMAT in classes else next(iter(classes)))
-    )
+    name, _why = detect_file(Path(path), classes)
+    return name or (_DEFAULT_FORMAT if _DEFAULT_FORMAT in classes else next(iter(classes)))
+
+
+def report_skipped(found: Scan) -> None:
+    """One line with a count per reason of what directories held and nothing reads;
+    each name at DEBUG."""
+    for path, why in found.skipped_paths:
+        log.debug("skipped %s: %s", path, why)
+    if found.skipped:
+        total = sum(found.skipped.values())
+        reasons = ", ".join(f"{n} {why}" for why, n in found.skipped.most_common())
+        console.print(
+            f"skipped {total} file{'s' if total != 1 else ''} in directories: {reasons}"
+            " (names at DEBUG)",
+            markup=False,
+            highlight=False,
+        )
 
 
 def build_sources(
@@ -113,7 +124,11 @@ def build_sources(
     fmt: str = AUTO,
     follow: list[str] | None = None,
 ) -> list[Source]:
-    """The sources for *paths* (by ``--format`` or detected) and the feed follower."""
+    """The sources for *paths* (by ``--format`` or detected) and the feed follower.
+
+    With ``--format auto`` a directory's files are matched by suffix, else sniffed
+    (:func:`~newswire.source.scan`); what no source reads is reported, not read.
+    """
     sources: list[Source] = []
     if paths:
         if fmt != AUTO:
@@ -121,13 +136,16 @@ def build_sources(
             sources.append(source_class.from_paths(paths, settings.producer))
         else:
             classes = _source_classes()
-            suffixes = tuple(sorted({s for c in classes.values() for s in c.suffixes}))
             grouped: dict[str, list[str]] = defaultdict(list)
+            directories = [
+                Path(p) for p in paths if p != STDIN and "://" not in p and Path(p).is_dir()
+            ]
+            found = scan(directories, classes)
+            report_skipped(found)
+            for name, files in found.files.items():
+                grouped[name].extend(files)
             for path in paths:
-                if path != STDIN and "://" not in path and Path(path).is_dir():
-                    for file in sorted(walk(Path(path), suffixes)):
-                        grouped[detect(str(file), classes)].append(str(file))
-                else:
+                if path == STDIN or "://" in path or not Path(path).is_dir():
                     grouped[detect(path, classes)].append(path)
             for name, names in grouped.items():
                 sources.append(classes[name].from_paths(names, settings.producer))
@@ -141,17 +159,79 @@ def build_sources(
     return sources
 
 
+class _CountColumn(ProgressColumn):
+    """``7,031/20,000`` when the total is known, else ``7,031 read``."""
+
+    def render(self, task: Task) -> Text:
+        done = int(task.completed)
+        if task.total is None:
+            return Text(f"{done:,} read", style="progress.download")
+        return Text(f"{done:,}/{int(task.total):,}", style="progress.download")
+
+
+class _RateColumn(ProgressColumn):
+    """Items per second over rich's recent window."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed is not None else "…/s", style="progress.data.speed")
+
+
+class _EtaColumn(ProgressColumn):
+    """``eta 0:00:04`` when there is a total and a rate; nothing otherwise."""
+
+    max_refresh = 0.5  # an ETA that changes every frame cannot be read
+
+    def render(self, task: Task) -> Text:
+        remaining = task.time_remaining
+        if remaining is None:
+            return Text("")
+        minutes, seconds = divmod(int(remaining), 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"eta {hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1000
+    return f"{size} B"  # pragma: no cover - the loop always returns
+
+
+def progress_totals(sources: list[Source]) -> tuple[int | None, str]:
+    """(items to read, or None when a source cannot say cheaply; what, for the bar)."""
+    counts = [s.count() for s in sources]
+    total = sum(c for c in counts if c is not None) if None not in counts else None
+    sizes = [s.size() for s in sources]
+    what = "producing"
+    if sizes and None not in sizes:
+        what += f" {_human_bytes(sum(s for s in sizes if s is not None))}"
+    return total, what
+
+
 def publish(
     publisher: Publisher, sources: list[Source], rejects: RejectsFile, progress: bool
 ) -> PublishSummary:
-    """Publish with a progress bar when *progress* (never for a follower: it does not end)."""
+    """Publish with a progress bar when *progress* (never for a follower: it does not end).
+
+    The bar shows what was read against the total when the sources can count
+    cheaply (files, lines, feed entries), the input's size, the rate and an ETA.
+    """
     if not progress:
         return publisher.publish(sources, rejects=rejects)
-    counts = [s.count() for s in sources]
-    total = sum(c for c in counts if c is not None) if all(c is not None for c in counts) else None
-    columns = (TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    total, what = progress_totals(sources)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        _CountColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        _EtaColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("produce", total=total)
+        task = bar.add_task(what, total=total)
         return publisher.publish(
             sources, rejects=rejects, on_progress=lambda n: bar.advance(task, n)
         )
@@ -284,7 +364,17 @@ def _serve_metrics(settings: Settings, registry: CollectorRegistry) -> None:
     if not settings.metrics.enabled:
         return
     from newswire.metrics import serve_metrics
+    from newswire.status import PRODUCER, announce
 
     _server, port = serve_metrics(registry, settings.metrics.host, settings.metrics.port)
     if settings.metrics.port_file is not None:
         settings.metrics.port_file.write_text(str(port))
+    # Found by `newswire status --targets` like the stages are.
+    announce(
+        settings.metrics,
+        consumer="producer",
+        group="",
+        port=port,
+        bootstrap=settings.kafka.bootstrap,
+        role=PRODUCER,
+    )

@@ -20,7 +20,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
@@ -30,7 +29,6 @@ from consumers.store.base import SCHEMA_VERSION
 from consumers.store.postgres import MIGRATIONS, PostgresStore
 from newswire.cli.app import app
 from newswire.dlq import DeadLetter
-from newswire.kafka import client_config
 from newswire.model import Article, Sighting
 from newswire.runner import Runner
 from newswire.serde import ENRICHED_ARTICLE, SIGHTING, SingleObjectSerde
@@ -38,7 +36,14 @@ from newswire.settings import Settings
 from newswire.store import open_writer
 from newswire.topics import DLQ, DUPLICATES, ENRICHED
 from tests.conftest import ARTICLES, SEED
-from tests.helpers import TcpProxy, generated_articles, read_topic, seed_fields, wait_for
+from tests.helpers import (
+    TcpProxy,
+    generated_articles,
+    producer_for,
+    read_topic,
+    seed_fields,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -98,29 +103,23 @@ def produce(
 ) -> None:
     """Send enriched articles and sightings, keyed by article id (or all to *partition*)."""
     serde = SingleObjectSerde()
-    producer = KafkaProducer(**client_config(settings.kafka, "test"), linger_ms=5)
+    producer = producer_for(settings)
     try:
-        futures = [
-            producer.send(
+        for r in articles:
+            producer.produce(
                 ENRICHED,
+                serde.encode(ENRICHED_ARTICLE, r),
                 key=r["id"].encode(),
-                value=serde.encode(ENRICHED_ARTICLE, r),
                 partition=partition,
             )
-            for r in articles
-        ]
-        futures += [
-            producer.send(
+        for s in sightings:
+            producer.produce(
                 DUPLICATES,
+                serde.encode(SIGHTING, s),
                 key=s["duplicate_of"].encode(),
-                value=serde.encode(SIGHTING, s),
                 partition=partition,
             )
-            for s in sightings
-        ]
-        producer.flush()
-        for future in futures:
-            future.get(10)
+        assert producer.flush() == []
     finally:
         producer.close()
 
