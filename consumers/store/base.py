@@ -460,7 +460,6 @@ class Batch:
     #: Every record of each id that came more than once in the batch (for revisions).
     many: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
 
-
     @classmethod
     def of(
         cls,
