@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from newswire.model import Article, EnrichedArticle, Sighting
-from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SIGHTING
+from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SIGHTING, Serde, SingleObjectSerde
 from newswire.settings import Settings
 
 __all__ = ["Consumer", "Context", "Emit", "Event", "Skip", "model_for"]
@@ -91,6 +91,9 @@ class Context:
     registry: CollectorRegistry
     emit: Emit
     log: logging.Logger
+    #: The wire format the runtime decodes with: for :meth:`~newswire.serde.Serde.extend`
+    #: and for encoding outside :meth:`Consumer.emit`.
+    serde: Serde = field(default_factory=SingleObjectSerde)
 
 
 class Consumer:
@@ -100,6 +103,10 @@ class Consumer:
     name: ClassVar[str] = ""
     #: Topics to read.
     topics: ClassVar[tuple[str, ...]] = ()
+    #: The record fields the consumer reads, if only a few: the runtime then decodes
+    #: just those (a projected decode, ~2x faster for an article) and ``event.record``
+    #: holds only them (``event.model`` needs them all). None: the whole record.
+    fields: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self) -> None:
         self._context: Context | None = None

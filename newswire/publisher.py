@@ -40,7 +40,7 @@ from newswire.errors import NewswireError, SerdeError
 from newswire.kafka import make_producer
 from newswire.metrics import ProducerMetrics
 from newswire.model import Article
-from newswire.serde import ARTICLE, SingleObjectSerde
+from newswire.serde import ARTICLE, RecordEncoder, Serde, SingleObjectSerde, serde_for
 from newswire.settings import Settings
 from newswire.source import Checkpoint, Document, Reject, RejectsFile, Source
 from newswire.topics import RAW
@@ -145,8 +145,20 @@ class Batch:
 class Encoder:
     """Validates documents and encodes them; runs in worker processes or in the publisher."""
 
-    def __init__(self, serde: SingleObjectSerde | None = None) -> None:
-        self.serde = serde or SingleObjectSerde()
+    def __init__(
+        self,
+        serde: Serde | None = None,
+        *,
+        topic: str = RAW,
+        write: RecordEncoder | None = None,
+    ) -> None:
+        # Worker processes get only *write* (picklable, header resolved by the parent):
+        # they never talk to a schema registry themselves.
+        self.serde = serde
+        if write is None:
+            self.serde = serde or SingleObjectSerde()
+            write = self.serde.encoder(ARTICLE, topic=topic)
+        self.write = write
 
     def document(self, document: Document) -> tuple[Record, int] | Reject:
         """The encoded record of *document* and its count of extra fields, or a reject."""
@@ -158,7 +170,7 @@ class Encoder:
             now = dt.datetime.now(dt.UTC)
             record["ingested_at"] = now
             record["source"] = document.origin or article.source
-            value = self.serde.encode(ARTICLE, record)
+            value = self.write(record)
         except SerdeError as exc:  # e.g. a number too large for an Avro int
             return Reject(
                 document.origin,
@@ -221,11 +233,11 @@ def _source_failed(source: Source, exc: Exception) -> Reject:
 _WORKER_ENCODER: Encoder | None = None
 
 
-def _init_worker() -> None:  # pragma: no cover - runs in the worker processes
+def _init_worker(write: RecordEncoder) -> None:  # pragma: no cover - runs in the workers
     global _WORKER_ENCODER
     # Ctrl-C goes to the whole process group: the parent decides, workers just finish.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORKER_ENCODER = Encoder()
+    _WORKER_ENCODER = Encoder(write=write)
 
 
 def _encode_part(part: Source) -> Batch:  # pragma: no cover - runs in the worker processes
@@ -279,6 +291,7 @@ class Publisher:
         topic: str = RAW,
         producer: KafkaProducer | None = None,
         workers: int | None = None,
+        serde: Serde | None = None,
     ) -> None:
         self.settings = settings
         self.name = name
@@ -286,8 +299,8 @@ class Publisher:
         self.registry = registry or CollectorRegistry()
         self.metrics = ProducerMetrics.create(self.registry)
         self.workers = workers or settings.producer.workers or default_workers()
-        self.encoder = Encoder()
-        self.serde = self.encoder.serde
+        self.serde = serde or serde_for(settings)
+        self.encoder = Encoder(self.serde, topic=topic)
         self._producer = producer
         self._pool: cf.ProcessPoolExecutor | None = None
         # Acknowledgements are counted at each flush (every record is then acked or
@@ -413,7 +426,10 @@ class Publisher:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(modules)
             self._pool = cf.ProcessPoolExecutor(
-                self.workers, mp_context=context, initializer=_init_worker
+                self.workers,
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(self.encoder.write,),
             )
         return self._pool
 

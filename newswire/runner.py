@@ -40,15 +40,13 @@ from newswire.dlq import dlq_headers
 from newswire.errors import BrokerError, SerdeError, UnavailableError
 from newswire.kafka import Clients, KafkaClients
 from newswire.metrics import ConsumerMetrics
-from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SIGHTING, SingleObjectSerde
+from newswire.serde import Serde, schema_for, serde_for
 from newswire.settings import Settings
 from newswire.topics import DLQ
 
 __all__ = ["Runner", "is_retriable"]
 
 log = logging.getLogger(__name__)
-
-_SCHEMA_OF_MODEL = {"Article": ARTICLE, "EnrichedArticle": ENRICHED_ARTICLE, "Sighting": SIGHTING}
 
 
 class _Abandoned(Exception):
@@ -95,14 +93,16 @@ class Runner:
         settings: Settings,
         *,
         registry: CollectorRegistry | None = None,
-        serde: SingleObjectSerde | None = None,
+        serde: Serde | None = None,
         clients: Clients | None = None,
     ) -> None:
         self.consumer = consumer
         self.clients = clients or KafkaClients(settings.kafka, settings.producer)
         self.settings = settings
         self.registry = registry or CollectorRegistry()
-        self.serde = serde or SingleObjectSerde()
+        self.serde = serde or serde_for(settings)
+        # A consumer that declares the fields it reads gets a projected decode (faster).
+        self._fields = consumer.fields
         self.metrics = ConsumerMetrics.create(self.registry)
         self._stop = threading.Event()
         self._kafka: KafkaConsumer | None = None
@@ -141,6 +141,7 @@ class Runner:
                 registry=self.registry,
                 emit=self._emit,
                 log=logging.getLogger(f"newswire.consumer.{self.consumer.name}"),
+                serde=self.serde,
             )
         )
         self.consumer.setup()
@@ -174,8 +175,9 @@ class Runner:
                         "%s: stopping mid-retry; the batch stays uncommitted", self.consumer.name
                     )
                     break
-                except BrokerError as exc:
-                    # Outputs not acknowledged: rewind and do the batch again.
+                except (BrokerError, UnavailableError) as exc:
+                    # Outputs not acknowledged, or the schema registry is down while
+                    # decoding: rewind and do the batch again.
                     log.warning("%s: %s; redoing the batch", self.consumer.name, exc)
                     for tp, records in polled.items():
                         self._kafka.seek(tp, records[0].offset)
@@ -238,7 +240,7 @@ class Runner:
         try:
             if value is None:
                 raise SerdeError("record has no value (tombstone)")
-            schema, data = self.serde.decode(value)
+            schema, data = self.serde.decode(value, self._fields)
         except SerdeError as exc:
             log.warning(
                 "%s: topic=%r partition=%d offset=%d: undecodable, to DLQ: %s",
@@ -398,14 +400,14 @@ class Runner:
         headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         if isinstance(value, BaseModel):
-            name = schema or _SCHEMA_OF_MODEL.get(type(value).__name__)
+            name = schema or schema_for(value)
             if name is None:
                 raise SerdeError(f"no schema for {type(value).__name__}; pass schema=")
-            data = self.serde.encode(name, value.model_dump())
+            data = self.serde.encode(name, value.model_dump(), topic=topic)
         elif isinstance(value, dict):
             if schema is None:
                 raise SerdeError("emit() of a dict needs schema=")
-            data = self.serde.encode(schema, value)
+            data = self.serde.encode(schema, value, topic=topic)
         else:
             data = value
         if isinstance(key, str):

@@ -28,15 +28,12 @@ from pydantic import BaseModel
 from newswire.consumer import Consumer, model_for
 from newswire.dlq import DeadLetter
 from newswire.errors import SerdeError
-from newswire.model import Article, EnrichedArticle, Sighting
 from newswire.runner import Runner
-from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SIGHTING, SingleObjectSerde
+from newswire.serde import Serde, schema_for, serde_for
 from newswire.settings import Settings
 from newswire.topics import DLQ
 
 __all__ = ["Emitted", "MemoryBroker", "TestRun", "run_consumer"]
-
-_SCHEMA = {Article: ARTICLE, EnrichedArticle: ENRICHED_ARTICLE, Sighting: SIGHTING}
 
 
 @dataclass(frozen=True)
@@ -229,29 +226,33 @@ def run_consumer(
     topic: str | None = None,
     settings: Settings | None = None,
     batch_size: int = 500,
+    serde: Serde | None = None,
 ) -> TestRun:
     """Run *consumer* over *inputs* (models, encoded with their Avro schema, or raw bytes).
 
     Inputs go to *topic* (default: the consumer's first topic). Retries back
-    off for 1 ms instead of the configured time.
+    off for 1 ms instead of the configured time. Values use *serde* (default:
+    the wire format of *settings*).
     """
     settings = settings.model_copy(deep=True) if settings else Settings()
     settings.runner.retry_backoff_ms = 1
     settings.runner.retry_backoff_max_ms = 1
     settings.kafka.max_poll_records = batch_size
-    serde = SingleObjectSerde()
+    serde = serde or serde_for(settings)
     broker = MemoryBroker()
     source = topic or consumer.topics[0]
     for item in inputs:
         if isinstance(item, bytes):
             broker.append(source, item)
             continue
-        schema = _SCHEMA.get(type(item))
+        schema = schema_for(item)
         if schema is None:
             raise TypeError(f"cannot encode {type(item).__name__}; pass bytes")
         key = getattr(item, "id", None)
         broker.append(
-            source, serde.encode(schema, item.model_dump()), key=key.encode() if key else None
+            source,
+            serde.encode(schema, item.model_dump(), topic=source),
+            key=key.encode() if key else None,
         )
     registry = CollectorRegistry()
     Runner(consumer, settings, registry=registry, serde=serde, clients=broker).run(until_idle=True)
