@@ -6,7 +6,7 @@ NW     := $(VENV)/bin/newswire
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench eval-dedup clean
+.PHONY: help install run test lint format bench eval-dedup eval-language clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ bench: install ## Benchmarks: every benchmarks/bench_*.py, ratios against a raw 
 
 eval-dedup: install ## Dedup evaluation: recall per kind, false merges
 	$(PY) benchmarks/eval_dedup.py
+
+eval-language: install ## Language-id evaluation on the newspaper4k gold pages (target 100 %)
+	$(PY) benchmarks/eval_language.py
 
 clean: ## Remove the venv, caches and local run data
 	rm -rf $(VENV) .newswire .pytest_cache .mypy_cache .ruff_cache

@@ -478,6 +478,22 @@ class StageReport:
         return (base.cpu_s / base.records) / (res.cpu_s / res.records)
 
     @property
+    def cpu_us(self) -> float:
+        """The stage's CPU µs per record (this process, all threads)."""
+        return self.result.cpu_s / self.result.records * 1e6 if self.result.records else 0.0
+
+    @property
+    def baseline_cpu_us(self) -> float:
+        """The baseline's CPU µs per record."""
+        base = self.baseline
+        return base.cpu_s / base.records * 1e6 if base.records else 0.0
+
+    @property
+    def cpu_times(self) -> float:
+        """Stage CPU per record / baseline CPU per record (issue 10: "x decode-only")."""
+        return self.cpu_us / self.baseline_cpu_us if self.baseline_cpu_us else 0.0
+
+    @property
     def ratios(self) -> list[float]:
         """The ratio of every repetition (this report's own when not repeated)."""
         return [r.ratio for r in self.runs] or [self.ratio]
@@ -718,6 +734,12 @@ def print_table(
             f"(cpu {cpu:.0f}%, main thread {main:.0f}%); "
             f"pre-produce {r.produce_s:.2f}s; {outs}"
         )
+        print(
+            f"  {r.stage}: CPU per record {r.cpu_us:.1f} µs vs the baseline's "
+            f"{r.baseline_cpu_us:.1f} µs: {r.cpu_times:.2f}x (runs: "
+            + ", ".join(f"{x.cpu_times:.2f}x" for x in r.runs or [r])
+            + ")"
+        )
     if state:
         print()
         print("dedup handle_batch per article without Kafka, state pre-filled by the consumer:")
@@ -828,6 +850,9 @@ def main(argv: list[str] | None = None) -> int:
                     "cpu_s": r.result.cpu_s,
                     "main_thread_cpu_s": r.result.main_cpu_s,
                     "cpu_ratio": r.cpu_ratio,
+                    "cpu_us_per_record": r.cpu_us,
+                    "baseline_cpu_us_per_record": r.baseline_cpu_us,
+                    "cpu_times_baseline": r.cpu_times,
                     "broker_cpu_s": r.result.broker_cpu_s,
                     "complete": r.result.complete,
                     "out": r.result.out,

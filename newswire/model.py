@@ -11,9 +11,10 @@ Unknown extra fields in an input document are kept, JSON-encoded, in
 from __future__ import annotations
 
 import datetime as dt
-import json
-from typing import Any
+import math
+from typing import Annotated, Any
 
+import orjson
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -26,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from newswire.errors import ValidationError as DocumentError
 from newswire.urls import article_id, canonical_url, is_absolute_http_url
 
 __all__ = [
@@ -39,6 +41,9 @@ __all__ = [
 ]
 
 _UTC = dt.UTC
+#: Avro ``int`` bounds: the schema's integer fields (scores, image sizes) are 32-bit.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+_Int32 = Annotated[int, Field(ge=INT32_MIN, le=INT32_MAX)]
 
 
 def to_utc(value: Any) -> dt.datetime | None:
@@ -53,15 +58,34 @@ def to_utc(value: Any) -> dt.datetime | None:
     if isinstance(value, dt.date):
         return dt.datetime(value.year, value.month, value.day, tzinfo=_UTC)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value, tz=_UTC)
+        if not math.isfinite(value):
+            raise ValueError(f"not a date-time: {value!r}")
+        try:
+            return dt.datetime.fromtimestamp(value, tz=_UTC)
+        except (OverflowError, OSError, ValueError):
+            # Python says "timestamp out of range for platform time_t" or "year … is
+            # out of range"; either way the number is no date an article can have.
+            raise ValueError(f"epoch seconds {value!r} out of range (years 1-9999)") from None
     if isinstance(value, str):
         text = value.strip()
         try:
             parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"not an ISO-8601 date-time: {text[:60]!r}") from None
+        except ValueError as exc:
+            # fromisoformat's own words say what is wrong ("day is out of range for month").
+            raise ValueError(f"not an ISO-8601 date-time: {text[:60]!r} ({exc})") from None
         return to_utc(parsed)
     raise ValueError(f"not a date-time: {type(value).__name__}")
+
+
+def _extra_json(key: Any, value: Any) -> str:
+    """*value* of the unknown field *key* as JSON text (dates as ISO-8601)."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, RecursionError) as exc:
+        # orjson refuses nesting deeper than 254 levels (and circular references).
+        raise DocumentError(
+            f"cannot keep this unknown field as JSON: {exc}", field=str(key), kind="nesting"
+        ) from exc
 
 
 class _Model(BaseModel):
@@ -90,8 +114,8 @@ class Image(_Model):
     """An image of an article."""
 
     url: str
-    width: int | None = None
-    height: int | None = None
+    width: _Int32 | None = None
+    height: _Int32 | None = None
     is_cached: bool = Field(False, validation_alias=AliasChoices("is_cached", "isCached"))
 
 
@@ -110,7 +134,7 @@ class Related(_Model):
     )
     type: str = "article"
     provider: Provider | None = None
-    quality: int = -1
+    quality: _Int32 = -1
     images: list[Image] = Field(default_factory=list)
 
     @field_validator("published_at", mode="before")
@@ -136,8 +160,8 @@ class Article(_Model):
     )
     original_url: str = Field(validation_alias=AliasChoices("original_url", "originalUrl"))
     web_url: str = Field("", validation_alias=AliasChoices("web_url", "webUrl"))
-    quality: int = -1
-    heat: int = -1
+    quality: _Int32 = -1
+    heat: _Int32 = -1
     published: bool = True
     provider: Provider = Field(default_factory=Provider)
     topics: list[str] = Field(default_factory=list)
@@ -160,10 +184,13 @@ class Article(_Model):
         unknown = [k for k in data if k not in known]
         if not unknown:
             return data
+        given = data.get("extras")
+        if given is not None and not isinstance(given, dict):
+            return data  # not a mapping: validation says so, naming "extras"
         data = dict(data)
-        extras = dict(data.get("extras") or {})
+        extras = dict(given or {})
         for key in unknown:
-            extras[str(key)] = json.dumps(data.pop(key), default=str, ensure_ascii=False)
+            extras[str(key)] = _extra_json(key, data.pop(key))
         data["extras"] = extras
         return data
 
@@ -199,7 +226,11 @@ class Article(_Model):
             return []
         if isinstance(value, str):
             return [value]
-        return [str(t) for t in value] if isinstance(value, list) else value
+        if isinstance(value, list):
+            # YAML reads `topics: [2024, news]` as a number and a string; anything
+            # else that is not a string (a list, a mapping) is left to be rejected.
+            return [str(t) if isinstance(t, int | float) else t for t in value]
+        return value
 
     @field_validator("body", "excerpt", mode="before")
     @classmethod

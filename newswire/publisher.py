@@ -34,6 +34,7 @@ from typing import Any
 
 import pydantic
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from newswire.errors import NewswireError, SerdeError
@@ -56,6 +57,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Encoded records larger than this are rejected (the default of max_document_bytes).
+DEFAULT_MAX_RECORD_BYTES = 5 * 1024 * 1024
 
 #: Record header with the ingest time (ISO-8601, UTC), for consumers that do not decode.
 INGESTED_AT_HEADER = "newswire.ingested_at"
@@ -98,6 +102,7 @@ def validate(document: Document) -> Article | Reject:
             document.origin,
             getattr(exc, "field", "") or "originalUrl",
             exc.message,
+            kind=getattr(exc, "kind", "invalid"),
             line=document.line,
             entry=document.entry,
         )
@@ -151,6 +156,7 @@ class Encoder:
         *,
         topic: str = RAW,
         write: RecordEncoder | None = None,
+        max_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         # Worker processes get only *write* (picklable, header resolved by the parent):
         # they never talk to a schema registry themselves.
@@ -159,6 +165,8 @@ class Encoder:
             self.serde = serde or SingleObjectSerde()
             write = self.serde.encoder(ARTICLE, topic=topic)
         self.write = write
+        #: The largest encoded value sent; a larger one is rejected, naming its document.
+        self.max_bytes = max_bytes
 
     def document(self, document: Document) -> tuple[Record, int] | Reject:
         """The encoded record of *document* and its count of extra fields, or a reject."""
@@ -171,6 +179,18 @@ class Encoder:
             record["ingested_at"] = now
             record["source"] = document.origin or article.source
             value = self.write(record)
+            if len(value) > self.max_bytes:
+                # The input was within the limit but grew (unknown fields kept as JSON):
+                # refused here rather than by the broker, which would fail the batch.
+                return Reject(
+                    document.origin,
+                    "",
+                    f"encoded record is {len(value)} bytes, over the limit of "
+                    f"{self.max_bytes} bytes",
+                    kind="too_large",
+                    line=document.line,
+                    entry=document.entry,
+                )
         except SerdeError as exc:  # e.g. a number too large for an Avro int
             return Reject(
                 document.origin,
@@ -233,11 +253,11 @@ def _source_failed(source: Source, exc: Exception) -> Reject:
 _WORKER_ENCODER: Encoder | None = None
 
 
-def _init_worker(write: RecordEncoder) -> None:  # pragma: no cover - runs in the workers
+def _init_worker(write: RecordEncoder, max_bytes: int) -> None:  # pragma: no cover - workers
     global _WORKER_ENCODER
     # Ctrl-C goes to the whole process group: the parent decides, workers just finish.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORKER_ENCODER = Encoder(write=write)
+    _WORKER_ENCODER = Encoder(write=write, max_bytes=max_bytes)
 
 
 def _encode_part(part: Source) -> Batch:  # pragma: no cover - runs in the worker processes
@@ -248,6 +268,16 @@ def _encode_part(part: Source) -> Batch:  # pragma: no cover - runs in the worke
 def _ping(n: int) -> int:  # pragma: no cover - runs in the worker processes
     time.sleep(0.01)  # long enough that every worker gets one
     return n
+
+
+def max_record_bytes(settings: Settings) -> int:
+    """The size limit of an encoded record: the document limit, and what the broker takes.
+
+    ``max_request_size`` bounds a whole produce request; 64 KiB of it are left for
+    the key, the headers and the batch framing.
+    """
+    producer = settings.producer
+    return min(producer.max_document_bytes, producer.max_request_size - 64 * 1024)
 
 
 def default_workers() -> int:
@@ -300,7 +330,7 @@ class Publisher:
         self.metrics = ProducerMetrics.create(self.registry)
         self.workers = workers or settings.producer.workers or default_workers()
         self.serde = serde or serde_for(settings)
-        self.encoder = Encoder(self.serde, topic=topic)
+        self.encoder = Encoder(self.serde, topic=topic, max_bytes=max_record_bytes(settings))
         self._producer = producer
         self._pool: cf.ProcessPoolExecutor | None = None
         # Acknowledgements are counted at each flush (every record is then acked or
@@ -429,7 +459,7 @@ class Publisher:
                 self.workers,
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(self.encoder.write,),
+                initargs=(self.encoder.write, self.encoder.max_bytes),
             )
         return self._pool
 
@@ -487,7 +517,11 @@ class Publisher:
         topic = self.topic
         for key, value, ingested_at, where in batch.records:
             headers = [(INGESTED_AT_HEADER, ingested_at)] if self._headers else None
-            future = send(topic, key=key, value=value, headers=headers)
+            try:
+                future = send(topic, key=key, value=value, headers=headers)
+            except KafkaError as exc:  # refused before sending (too large…): this record only
+                self._not_acked(exc, where)
+                continue
             future.add_errback(self._not_acked, where)
         self._queued += len(batch.records)
         for reject in batch.rejects:

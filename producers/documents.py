@@ -9,10 +9,19 @@ constructors. Anything unusual (anchors and aliases, explicit tags, merge keys,
 collections as keys, several documents) is parsed again the PyYAML way, so the
 result and the errors are the same; it is about twice as fast as
 ``yaml.load(text, Loader=CSafeLoader)``.
+
+One bad document never takes others with it: whatever the parse raises
+becomes a :class:`~newswire.source.Reject` naming the file. A plain scalar that
+looks like a timestamp but is no date (``2021-02-30T10:00:00Z``) stays a string,
+so validation rejects it naming the field. Aliases are bounded: a front matter
+whose aliases would expand it past :data:`MAX_ALIAS_NODES` nodes (an "alias
+bomb": 300 bytes can expand to gigabytes) or that refers to itself is rejected
+before anything is built.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +41,19 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from newswire.settings import ProducerSettings
 from newswire.source import Document, Reject, Source, read_file_limited, walk
 
-__all__ = ["DocumentSource", "load_front_matter", "parse_document"]
+__all__ = [
+    "MAX_ALIAS_NODES",
+    "DocumentSource",
+    "FrontMatterError",
+    "load_front_matter",
+    "parse_document",
+]
+
+#: How many nodes aliases may add to a front matter when expanded (a real article
+#: reuses an anchor a few times at most).
+MAX_ALIAS_NODES = 10_000
+
+log = logging.getLogger(__name__)
 
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser when present
 _DEFAULT_SUFFIXES = (".txt", ".md", ".markdown")
@@ -71,6 +92,29 @@ class _Unusual(Exception):
     """A node the fast constructor leaves to PyYAML's SafeConstructor."""
 
 
+class FrontMatterError(ValueError):
+    """Front matter that parses but must not be built (an alias bomb, a self-reference)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _timestamp(loader: Any, node: ScalarNode) -> Any:
+    """SafeConstructor's timestamp, or the text itself when it is no date (``2021-02-30``).
+
+    PyYAML raises a bare ``ValueError`` there; as a string the value reaches
+    validation, which names the field and says why it is not a date.
+    """
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError):
+        return str(node.value)
+
+
+_FastLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
 # The plain scalars of articles, constructed without construct_object's bookkeeping
 # (the same SafeConstructor functions, called directly).
 _SCALARS: dict[str, Any] = {
@@ -80,9 +124,54 @@ _SCALARS: dict[str, Any] = {
         "tag:yaml.org,2002:float",
         "tag:yaml.org,2002:bool",
         "tag:yaml.org,2002:null",
-        "tag:yaml.org,2002:timestamp",
     )
 }
+_SCALARS["tag:yaml.org,2002:timestamp"] = _timestamp
+
+
+def _check_aliases(root: Node) -> None:
+    """Raise :class:`FrontMatterError` if aliases expand *root* past the bound or loop.
+
+    Counts the nodes of the tree as it would be built (a node reached through
+    *k* aliases counts *k* times), memoised per node, so the check is linear in
+    the node graph however large the expansion.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    distinct = 0
+
+    def size(node: Node) -> int:
+        nonlocal distinct
+        key = id(node)
+        known = sizes.get(key)
+        if known is not None:
+            return known
+        if key in on_path:
+            raise FrontMatterError("front matter refers to itself (a recursive alias)", "yaml")
+        distinct += 1
+        total = 1
+        if isinstance(node, SequenceNode | MappingNode):
+            on_path.add(key)
+            children = (
+                node.value
+                if isinstance(node, SequenceNode)
+                else [n for pair in node.value for n in pair]
+            )
+            for child in children:
+                total += size(child)
+                if total > distinct + MAX_ALIAS_NODES:
+                    break
+            on_path.discard(key)
+        sizes[key] = total
+        return total
+
+    expanded = size(root)
+    if expanded > distinct + MAX_ALIAS_NODES:
+        raise FrontMatterError(
+            f"aliases expand the front matter past {distinct + MAX_ALIAS_NODES:,} nodes "
+            f"(it has {distinct:,}; at most {MAX_ALIAS_NODES:,} may come from aliases)",
+            "too_large",
+        )
 
 
 def _construct(loader: Any, node: Node, memo: dict[int, Any], busy: set[int]) -> Any:
@@ -188,7 +277,8 @@ def _from_events(loader: Any) -> Any:
 def load_front_matter(text: str) -> Any:
     """Parse YAML *text* like ``yaml.load(text, Loader=CSafeLoader)``, faster.
 
-    Raises ``yaml.YAMLError`` (with its ``problem_mark``) for invalid YAML.
+    Raises ``yaml.YAMLError`` (with its ``problem_mark``) for invalid YAML and
+    :class:`FrontMatterError` for aliases that expand too far or refer to themselves.
     """
     loader = _FastLoader(text)
     try:
@@ -202,6 +292,7 @@ def load_front_matter(text: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
+        _check_aliases(node)
         try:
             return _construct(loader, node, {}, set())
         except _Unusual:
@@ -244,6 +335,13 @@ def parse_document(origin: str, data: bytes, *, max_bytes: int) -> Document | Re
         where = f" at line {mark.line + 2}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         return Reject(origin, "", f"invalid YAML front matter{where}: {problem}", kind="yaml")
+    except FrontMatterError as exc:
+        return Reject(origin, "", str(exc), kind=exc.kind)
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # PyYAML's constructors raise these bare (a value it cannot build).
+        return Reject(
+            origin, "", f"invalid YAML front matter: {type(exc).__name__}: {exc}", kind="yaml"
+        )
     if not isinstance(fields, dict):
         return Reject(
             origin, "", f"front matter is a {type(fields).__name__}, not a mapping", kind="format"
@@ -322,4 +420,8 @@ class DocumentSource(Source):
         data = read_file_limited(path, origin, self.max_bytes)
         if isinstance(data, Reject):
             return data
-        return parse_document(origin, data, max_bytes=self.max_bytes)
+        try:
+            return parse_document(origin, data, max_bytes=self.max_bytes)
+        except Exception as exc:  # a parser bug must cost this file only, not its part
+            log.exception("%s: unexpected error while parsing", origin)
+            return Reject(origin, "", f"cannot parse: {type(exc).__name__}: {exc}", kind="error")

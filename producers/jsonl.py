@@ -11,11 +11,13 @@ too long to keep is skipped while cutting, without holding it in memory.
 
 from __future__ import annotations
 
-import json
+import logging
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
+
+import orjson
 
 from newswire.settings import ProducerSettings
 from newswire.source import Checkpoint, Document, Reject, Source, walk
@@ -25,6 +27,8 @@ __all__ = ["JsonLinesSource"]
 STDIN = "-"
 _STDIN_ORIGIN = "<stdin>"
 _BOM = b"\xef\xbb\xbf"
+
+log = logging.getLogger(__name__)
 
 
 class JsonLinesPart(Source):
@@ -39,54 +43,60 @@ class JsonLinesPart(Source):
         self.max_bytes = max_bytes
 
     def __iter__(self) -> Iterator[Document | Reject]:
-        origin, limit = self.origin, self.max_bytes
-        loads = json.loads
+        origin = self.origin
         for number, raw in enumerate(self.data.split(b"\n"), start=self.first_line):
-            if len(raw) > limit:
-                yield Reject(
-                    origin,
-                    "",
-                    f"line is {len(raw)} bytes, over the limit of {limit} bytes",
-                    kind="too_large",
-                    line=number,
-                )
-                continue
-            if not raw.strip():
-                continue
-            if number == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM) :]
-            if b"\x00" in raw:
-                yield Reject(origin, "", "binary data (NUL bytes)", kind="binary", line=number)
-                continue
             try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield Reject(
+                item = self.line(number, raw)
+            except Exception as exc:  # a parser bug must cost this line only, not the part
+                log.exception("%s:%d: unexpected error while parsing", origin, number)
+                reason = f"cannot parse: {type(exc).__name__}: {exc}"
+                item = Reject(origin, "", reason, kind="error", line=number)
+            if item is not None:
+                yield item
+
+    def line(self, number: int, raw: bytes) -> Document | Reject | None:
+        """The document on line *number* (its bytes *raw*), a reject, or None for a blank line."""
+        origin, limit = self.origin, self.max_bytes
+        if len(raw) > limit:
+            return Reject(
+                origin,
+                "",
+                f"line is {len(raw)} bytes, over the limit of {limit} bytes",
+                kind="too_large",
+                line=number,
+            )
+        if not raw.strip():
+            return None
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        if b"\x00" in raw:
+            return Reject(origin, "", "binary data (NUL bytes)", kind="binary", line=number)
+        try:
+            # orjson checks UTF-8 itself; it refuses nesting deeper than 1024 levels
+            # (the stdlib parser dies of RecursionError instead) and NaN/Infinity.
+            fields = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return Reject(
                     origin,
                     "",
-                    f"not UTF-8 text: invalid byte at column {exc.start + 1}",
+                    f"not UTF-8 text: invalid byte at column {bad.start + 1}",
                     kind="encoding",
                     line=number,
                 )
-                continue
-            try:
-                fields = loads(text)
-            except json.JSONDecodeError as exc:
-                yield Reject(
-                    origin,
-                    "",
-                    f"invalid JSON at column {exc.colno}: {exc.msg}",
-                    kind="json",
-                    line=number,
-                )
-                continue
-            if not isinstance(fields, dict):
-                kind = _json_type(fields)
-                yield Reject(
-                    origin, "", f"a JSON {kind}, not an object", kind="format", line=number
-                )
-                continue
-            yield Document(origin, fields, line=number)
+            return Reject(
+                origin,
+                "",
+                f"invalid JSON at column {exc.colno}: {exc.msg}",
+                kind="json",
+                line=number,
+            )
+        if not isinstance(fields, dict):
+            kind = _json_type(fields)
+            return Reject(origin, "", f"a JSON {kind}, not an object", kind="format", line=number)
+        return Document(origin, fields, line=number)
 
 
 class _Rejects(Source):

@@ -292,3 +292,67 @@ def test_produce_reads_json_lines_from_stdin(settings: Settings, tmp_path: Path)
     assert "<stdin>:2: field 'originalUrl': required field is missing" in result.stderr
     (record,) = read_topic(settings, RAW, expect=1)
     assert SingleObjectSerde().decode(record.value)[1]["source"] == "<stdin>"
+
+
+def test_one_bad_document_never_takes_others_with_it(settings: Settings, tmp_path: Path) -> None:
+    """Issue 11 item 3: each of these used to stop its part (128 files, 1 MiB of lines),
+    name no file, or kill the run; now each is one reject and every good input is sent."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for n in range(20):
+        (docs / f"good-{n:02d}.txt").write_text(
+            f"---\ntitle: Good {n}\noriginalUrl: https://e.com/good-{n}\n---\nBody {n}.\n"
+        )
+    bomb = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    bomb += [f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 8)]
+    bad = {
+        "bad-date.txt": ("publishedDateTime: 2021-02-30T10:00:00Z", "publishedDateTime"),
+        "bad-bomb.txt": ("\n".join(bomb), ""),
+        "bad-epoch.txt": ("publishedDateTime: 1.0e+20", "publishedDateTime"),
+        "bad-int.txt": ("quality: 99999999999999999999999", "quality"),
+    }
+    for name, (extra, _field) in bad.items():
+        (docs / name).write_text(
+            f"---\ntitle: Bad\noriginalUrl: https://e.com/{name}\n{extra}\n---\n"
+        )
+    deep = b'{"title": "Deep", "originalUrl": "https://e.com/deep", "x": '
+    deep += b"[" * 100_000 + b"]" * 100_000 + b"}"
+    lines = [
+        b'{"title": "Line %d", "originalUrl": "https://e.com/line-%d"}' % (n, n) for n in range(10)
+    ]
+    lines[4:4] = [
+        deep,
+        b'{"title": "Epoch", "originalUrl": "https://e.com/e", "publishedDateTime": 1e20}',
+    ]
+    (tmp_path / "lines.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+
+    result = newswire(
+        "produce",
+        str(docs),
+        str(tmp_path / "lines.jsonl"),
+        "--bootstrap",
+        settings.kafka.bootstrap,
+        "--rejects",
+        str(tmp_path / "rejects.jsonl"),
+        "--workers",
+        "2",
+        "--no-progress",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]  # some rejected, none failed
+    assert "30 sent, 6 rejected, 0 failed" in result.stdout, result.stdout
+    assert "Traceback" not in result.stderr
+    rejects = {
+        (Path(r["origin"]).name, r["line"]): r
+        for r in map(json.loads, (tmp_path / "rejects.jsonl").read_text().splitlines())
+    }
+    for name, (_extra, field) in bad.items():
+        assert rejects[name, None]["field"] == field, rejects[name, None]
+    assert rejects["bad-bomb.txt", None]["kind"] == "too_large"
+    assert rejects["lines.jsonl", 5]["kind"] == "json"
+    assert rejects["lines.jsonl", 6]["field"] == "publishedDateTime"
+    titles = {
+        SingleObjectSerde().decode(r.value)[1]["title"]
+        for r in read_topic(settings, RAW, expect=30)
+    }
+    assert titles == {f"Good {n}" for n in range(20)} | {f"Line {n}" for n in range(10)}
