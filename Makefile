@@ -4,12 +4,19 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 NW     := $(VENV)/bin/newswire
 STAMP  := $(VENV)/.installed
+# The peer benchmark's venv: quixstreams pins confluent-kafka and pydantic below what the
+# dev venv resolves to, so it gets its own (pyproject's `bench` extra: quixstreams, py-spy).
+BENCH_VENV  ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+# Long benchmarks with targets of their own, left out of `make bench`.
+LONG_BENCH := benchmarks/bench_peers.py benchmarks/bench_e2e.py
+ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench eval-dedup eval-language clean
+.PHONY: help install run test lint format bench bench-peers bench-e2e bench-venv eval-dedup eval-language clean
 
 help: ## Show the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## Create .venv and install newswire with its dev extras
 
@@ -36,8 +43,23 @@ format: install ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: install ## Benchmarks: every benchmarks/bench_*.py, ratios against a raw baseline of the same run
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+bench: install ## Stage and producer benchmarks (bench_*.py but peers/e2e), ratios to a baseline of the same run
+	@for b in $(filter-out $(LONG_BENCH),$(wildcard benchmarks/bench_*.py)); do \
+		echo "== $$b"; $(PY) $$b || exit 1; done
+
+bench-venv: $(BENCH_STAMP) ## Create .venv-bench with the bench extra (Quix Streams, py-spy)
+
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[bench]'
+	@touch $@
+
+bench-peers: $(BENCH_STAMP) ## newswire's stages vs the same jobs on Quix Streams, same bytes (ARGS="--articles 100000")
+	$(BENCH_VENV)/bin/python benchmarks/bench_peers.py $(ARGS)
+
+bench-e2e: install ## `newswire run` end to end: CPU per article (all processes), rate, RSS, p99 latency at 1k/s
+	$(PY) benchmarks/bench_e2e.py $(ARGS)
 
 eval-dedup: install ## Dedup evaluation: recall per kind, false merges
 	$(PY) benchmarks/eval_dedup.py
@@ -46,4 +68,4 @@ eval-language: install ## Language-id evaluation on the newspaper4k gold pages (
 	$(PY) benchmarks/eval_language.py
 
 clean: ## Remove the venv, caches and local run data
-	rm -rf $(VENV) .newswire .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) .newswire .pytest_cache .mypy_cache .ruff_cache

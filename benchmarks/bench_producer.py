@@ -60,7 +60,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
 from procstat import cpu_of  # noqa: E402  (benchmarks/ is on sys.path)
 
 from newswire.broker import EmbeddedBroker  # noqa: E402
-from newswire.kafka import make_producer  # noqa: E402
+from newswire.kafka import ProducerClient, open_clients  # noqa: E402
 from newswire.publisher import INGESTED_AT_HEADER, Encoder, Publisher  # noqa: E402
 from newswire.settings import Settings  # noqa: E402
 from newswire.source import Document  # noqa: E402
@@ -218,23 +218,28 @@ def broker_for(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[Settin
         broker.stop()
 
 
+def warm_up(producer: ProducerClient) -> None:
+    """One acknowledged record: connections and metadata are ready before the clock starts."""
+    producer.produce(RAW, b"x", key=b"warm-up")
+    failed = producer.flush(30)
+    if failed:
+        raise SystemExit(f"warm-up record not acknowledged: {failed[0].error}")
+
+
 def run_baseline(s: Settings, inputs: Inputs, broker_pid: int | None) -> Result:
     """Send the pre-encoded records with the publisher's producer configuration."""
-    producer = make_producer(s.kafka, s.producer, role="bench-baseline")
+    producer = open_clients(s.kafka, s.producer).producer("bench-baseline")
     try:
-        producer.send(RAW, key=b"warm-up", value=b"x").get(30)
+        warm_up(producer)
         cpu0, bcpu0, t0 = time.process_time(), cpu_of(broker_pid), time.perf_counter()
-        futures = [
-            producer.send(RAW, key=k, value=v, headers=[(INGESTED_AT_HEADER, h)])
-            for k, v, h in inputs.encoded
-        ]
-        producer.flush()
+        for k, v, h in inputs.encoded:
+            producer.produce(RAW, v, key=k, headers=[(INGESTED_AT_HEADER, h)])
+        failed = len(producer.flush())
         t1, cpu1, bcpu1 = time.perf_counter(), time.process_time(), cpu_of(broker_pid)
-        failed = sum(1 for f in futures if f.failed())
         if failed:
             raise SystemExit(f"baseline: {failed} records not acknowledged")
     finally:
-        producer.close(timeout=10)
+        producer.close(timeout_s=10)
     return Result("baseline", len(inputs.encoded), t1 - t0, cpu1 - cpu0, bcpu1 - bcpu0)
 
 
@@ -250,7 +255,7 @@ def run_publisher(
     publisher = Publisher(s, workers=workers)
     try:
         pool_start_s = publisher.start_workers()
-        publisher.producer.send(RAW, key=b"warm-up", value=b"x").get(30)
+        warm_up(publisher.producer)
         cpu0, bcpu0, t0 = time.process_time(), cpu_of(broker_pid), time.perf_counter()
         if profile is not None:
             profile.enable()

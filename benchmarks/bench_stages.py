@@ -68,8 +68,6 @@ from typing import Any
 
 import kafka
 import yaml
-from kafka import KafkaConsumer, TopicPartition
-from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,7 +78,7 @@ from procstat import cpu_of  # noqa: E402  (benchmarks/ is on sys.path)
 
 from newswire import Consumer, Context, Event  # noqa: E402
 from newswire.broker import EmbeddedBroker  # noqa: E402
-from newswire.kafka import client_config, make_consumer, make_producer  # noqa: E402
+from newswire.kafka import TopicPartition, open_clients  # noqa: E402
 from newswire.model import Article  # noqa: E402
 from newswire.runner import Runner  # noqa: E402
 from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SingleObjectSerde  # noqa: E402
@@ -264,35 +262,30 @@ def broker_for(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[str, i
 def produce(s: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> float:
     """Send *records* keyed (murmur2 partitioning, like the publisher); return seconds."""
     started = time.perf_counter()
-    producer = make_producer(s.kafka, s.producer, role="bench-load")
+    producer = open_clients(s.kafka, s.producer).producer("bench-load")
     try:
-        futures = [producer.send(topic, key=k, value=v) for k, v in records]
-        producer.flush()
-        failed = [f.exception for f in futures if f.failed()]
+        for k, v in records:
+            producer.produce(topic, v, key=k)
+        failed = producer.flush()
         if failed:
-            raise SystemExit(f"pre-producing {topic}: {len(failed)} records failed: {failed[0]}")
+            raise SystemExit(
+                f"pre-producing {topic}: {len(failed)} records failed: {failed[0].error}"
+            )
     finally:
-        producer.close(timeout=10)
+        producer.close(timeout_s=10)
     return time.perf_counter() - started
 
 
 def end_offsets(s: Settings, topic: str) -> dict[TopicPartition, int]:
     """The true end of each partition of *topic* (reads past Tansu's short ListOffsets)."""
-    probe = KafkaConsumer(
-        **client_config(s.kafka, "bench-probe"),
-        group_id=None,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
+    probe = open_clients(s.kafka).consumer(None, "bench-probe")
     try:
-        parts = probe.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        tps = [TopicPartition(topic, p) for p in sorted(probe.partitions_for(topic))]
         probe.assign(tps)
-        probe.seek_to_end(*tps)
-        # On Tansu ListOffsets can stop short by part of the last batch (DESIGN §6): read on.
-        while probe.poll(timeout_ms=1000):
+        # Read to the end: Tansu's ListOffsets can stop short of it (DESIGN §6).
+        while probe.poll(1.0, 100_000):
             pass
-        return {tp: probe.position(tp) for tp in tps}
+        return {tp: probe.position(tp) or 0 for tp in tps}
     finally:
         probe.close()
 
@@ -301,13 +294,11 @@ def start_group_at(s: Settings, group: str, offsets: dict[TopicPartition, int]) 
     """Commit *offsets* for a fresh *group*, so that it starts there."""
     if not any(offsets.values()):
         return  # empty topic: auto_offset_reset=earliest starts at 0 anyway
-    c = KafkaConsumer(
-        **client_config(s.kafka, "bench-seek"), group_id=group, enable_auto_commit=False
-    )
+    c = open_clients(s.kafka).consumer(group, "bench-seek")
     try:
-        c.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+        c.commit(offsets)
     finally:
-        c.close(autocommit=False)
+        c.close()
 
 
 # -- measurements ----------------------------------------------------------------------------
@@ -333,20 +324,18 @@ class Result:
 
 
 def run_baseline(s: Settings, topic: str, n: int, group: str, broker_pid: int | None) -> Result:
-    """A raw consumer (make_consumer's config) that only decodes, until it has seen *n*."""
+    """A raw consumer (the runner's client and config) that only decodes, until it has seen *n*."""
     serde = SingleObjectSerde()
     decode = serde.decode
-    consumer = make_consumer(s.kafka, group, role="bench-baseline")
-    consumer.subscribe([topic])
+    consumer = open_clients(s.kafka).consumer(group, "bench-baseline")
+    consumer.subscribe([topic], on_assign=lambda _: None, on_revoke=lambda _: None)
     seen = 0
     t0: float | None = None
     cpu0 = bcpu0 = main0 = 0.0
     deadline = time.monotonic() + STAGE_TIMEOUT_S
     try:
         while seen < n and time.monotonic() < deadline:
-            polled = consumer.poll(
-                timeout_ms=s.runner.poll_timeout_ms, max_records=s.kafka.max_poll_records
-            )
+            polled = consumer.poll(s.runner.poll_timeout_ms / 1000, s.kafka.max_poll_records)
             if not polled:
                 continue
             if t0 is None:
@@ -359,7 +348,7 @@ def run_baseline(s: Settings, topic: str, n: int, group: str, broker_pid: int | 
         t1, cpu1, bcpu1 = time.perf_counter(), time.process_time(), cpu_of(broker_pid)
         main1 = time.thread_time()
     finally:
-        consumer.close(autocommit=False)
+        consumer.close()
     return Result(
         "baseline",
         seen,
@@ -387,7 +376,7 @@ def run_stage(
     marks: dict[str, float] = {}
     process = runner._process  # wrapped to time the window the runner is busy with records
 
-    def timed_process(polled: dict[TopicPartition, list[Any]]) -> None:
+    def timed_process(polled: Any) -> None:
         if "t0" not in marks:
             marks.update(
                 t0=time.perf_counter(),

@@ -57,7 +57,6 @@ from typing import Any
 from urllib.parse import quote
 
 import yaml
-from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,7 +66,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
 from consumers.enrich import Enricher  # noqa: E402
 from consumers.store import StoreConsumer  # noqa: E402
 from newswire.broker import EmbeddedBroker  # noqa: E402
-from newswire.kafka import make_consumer, make_producer  # noqa: E402
+from newswire.kafka import open_clients  # noqa: E402
 from newswire.model import EnrichedArticle  # noqa: E402
 from newswire.runner import Runner  # noqa: E402
 from newswire.serde import ENRICHED_ARTICLE, SingleObjectSerde  # noqa: E402
@@ -170,15 +169,15 @@ def make_settings(bootstrap: str, store_url: str) -> Settings:
 
 def produce(s: Settings, records: list[tuple[bytes, bytes]]) -> float:
     started = time.perf_counter()
-    producer = make_producer(s.kafka, s.producer, role="bench-load")
+    producer = open_clients(s.kafka, s.producer).producer("bench-load")
     try:
-        futures = [producer.send(ENRICHED, key=k, value=v) for k, v in records]
-        producer.flush()
-        failed = [f.exception for f in futures if f.failed()]
+        for k, v in records:
+            producer.produce(ENRICHED, v, key=k)
+        failed = producer.flush()
         if failed:
-            raise SystemExit(f"pre-producing: {len(failed)} records failed: {failed[0]}")
+            raise SystemExit(f"pre-producing: {len(failed)} records failed: {failed[0].error}")
     finally:
-        producer.close(timeout=10)
+        producer.close(timeout_s=10)
     return time.perf_counter() - started
 
 
@@ -204,17 +203,15 @@ class Result:
 
 
 def run_baseline(s: Settings, n: int) -> Result:
-    """A raw consumer (make_consumer's config, fresh group) that only decodes, until *n*."""
+    """A raw consumer (the runner's client, fresh group) that only decodes, until *n*."""
     decode = SingleObjectSerde().decode
-    consumer = make_consumer(s.kafka, f"bench.baseline.{uuid.uuid4().hex[:8]}", role="bench")
-    consumer.subscribe([ENRICHED])
+    consumer = open_clients(s.kafka).consumer(f"bench.baseline.{uuid.uuid4().hex[:8]}", "bench")
+    consumer.subscribe([ENRICHED], on_assign=lambda _: None, on_revoke=lambda _: None)
     seen, t0, cpu0 = 0, None, 0.0
     deadline = time.monotonic() + TIMEOUT_S
     try:
         while seen < n and time.monotonic() < deadline:
-            polled = consumer.poll(
-                timeout_ms=s.runner.poll_timeout_ms, max_records=s.kafka.max_poll_records
-            )
+            polled = consumer.poll(s.runner.poll_timeout_ms / 1000, s.kafka.max_poll_records)
             if polled and t0 is None:
                 t0, cpu0 = time.perf_counter(), time.process_time()
             for records in polled.values():
@@ -223,7 +220,7 @@ def run_baseline(s: Settings, n: int) -> Result:
                 seen += len(records)
         t1, cpu1 = time.perf_counter(), time.process_time()
     finally:
-        consumer.close(autocommit=False)
+        consumer.close()
     return Result("baseline (decode only)", seen, t1 - (t0 or t1), cpu1 - cpu0, complete=seen >= n)
 
 
@@ -239,7 +236,7 @@ def run_store(
     marks: dict[str, float] = {}
     process = runner._process
 
-    def timed_process(polled: dict[TopicPartition, list[Any]]) -> None:
+    def timed_process(polled: Any) -> None:
         if "t0" not in marks:
             marks.update(t0=time.perf_counter(), cpu0=time.process_time())
             if profile is not None:
@@ -281,9 +278,9 @@ def run_store(
 
 
 def count_rows(url: str) -> int:
-    from newswire.store import open_store
+    from newswire.store import open_reader
 
-    with open_store(url, create=False) as store:
+    with open_reader(url) as store:
         return store.count("articles")
 
 

@@ -10,7 +10,6 @@ retry with backoff; any other exception sends the record to the DLQ.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,25 +18,11 @@ from typing import Any, ClassVar
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from newswire.model import Article, EnrichedArticle, Sighting
-from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SIGHTING, Serde, SingleObjectSerde
+from newswire.model import Article, model_for
+from newswire.serde import Serde, SingleObjectSerde
 from newswire.settings import Settings
 
 __all__ = ["Consumer", "Context", "Emit", "Event", "Skip", "model_for"]
-
-_MODELS: dict[str, type[BaseModel]] = {
-    ARTICLE: Article,
-    ENRICHED_ARTICLE: EnrichedArticle,
-    SIGHTING: Sighting,
-}
-
-
-def model_for(schema: str) -> type[BaseModel]:
-    """The pydantic model of an Avro record name."""
-    try:
-        return _MODELS[schema]
-    except KeyError:
-        raise KeyError(f"no model for schema {schema!r}") from None
 
 
 class Skip(Exception):
@@ -101,12 +86,14 @@ class Consumer:
 
     #: Unique name; the consumer group is ``newswire.<name>``.
     name: ClassVar[str] = ""
-    #: Topics to read.
+    #: Topics to read (``newswire run`` builds its topology from them).
     topics: ClassVar[tuple[str, ...]] = ()
     #: The record fields the consumer reads, if only a few: the runtime then decodes
     #: just those (a projected decode, ~2x faster for an article) and ``event.record``
     #: holds only them (``event.model`` needs them all). None: the whole record.
     fields: ClassVar[tuple[str, ...] | None] = None
+    #: This consumer's own settings, loaded from ``NEWSWIRE_<NAME>__<FIELD>`` (None: none).
+    settings_model: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self) -> None:
         self._context: Context | None = None
@@ -122,6 +109,17 @@ class Consumer:
         if self._context is None:
             raise RuntimeError(f"consumer {self.name!r} is not set up")
         return self._context
+
+    @property
+    def config(self) -> Any:
+        """This consumer's :attr:`settings_model`, loaded from ``NEWSWIRE_<NAME>__<FIELD>``.
+
+        ``None`` when it declares none. For a typed value in a subclass use
+        ``self.context.settings.section(self.name, MySettings)``.
+        """
+        if self.settings_model is None:
+            return None
+        return self.context.settings.section(self.name, self.settings_model)
 
     def bind(self, context: Context) -> None:
         """Called by the runtime before :meth:`setup`."""
@@ -169,8 +167,3 @@ class Consumer:
         self.context.emit(
             topic, value, key=key, schema=schema, partition=partition, headers=headers
         )
-
-
-def utcnow() -> dt.datetime:
-    """Now, as an aware UTC datetime."""
-    return dt.datetime.now(dt.UTC)

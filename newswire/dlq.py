@@ -18,15 +18,24 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from kafka import KafkaConsumer, TopicPartition
-
-from newswire.kafka import client_config, make_producer
+from newswire.errors import BrokerError
+from newswire.kafka import Clients, ConsumerClient, Delivery, TopicPartition, open_clients
 from newswire.settings import KafkaSettings, ProducerSettings
 from newswire.topics import DLQ
 
-__all__ = ["DeadLetter", "dlq_headers", "read_dead_letters", "replay"]
+__all__ = [
+    "REPLAYED_HEADER",
+    "DeadLetter",
+    "ReplayResult",
+    "dlq_headers",
+    "read_dead_letters",
+    "replay",
+]
+
+#: Header of a replayed record: ``stage:error class:attempts`` of the letter.
+REPLAYED_HEADER = "newswire.replayed"
 
 _MAX_MESSAGE = 2000
 _PREFIX = "newswire."
@@ -92,65 +101,94 @@ class DeadLetter:
 
 
 def read_dead_letters(
-    kafka: KafkaSettings, *, timeout_s: float = 10.0
+    kafka: KafkaSettings, *, timeout_s: float = 10.0, clients: Clients | None = None
 ) -> list[tuple[int, int, DeadLetter]]:
     """Every record on the DLQ as ``(partition, offset, letter)``, read from the beginning.
 
     Reads without a consumer group (nothing is committed): listing has no side effect.
     """
-    consumer = KafkaConsumer(
-        **client_config(kafka, "dlq-reader"),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    consumer = (clients or open_clients(kafka)).consumer(None, "dlq-reader")
     try:
-        partitions = consumer.partitions_for_topic(DLQ) or set()
-        assigned = [TopicPartition(DLQ, p) for p in sorted(partitions)]
+        assigned = [TopicPartition(DLQ, p) for p in sorted(consumer.partitions_for(DLQ))]
         if not assigned:
             return []
         consumer.assign(assigned)
-        consumer.seek_to_beginning()
         letters: list[tuple[int, int, DeadLetter]] = []
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
+            for records in consumer.poll(0.2, 10_000).values():
                 letters.extend(
-                    (r.partition, r.offset, DeadLetter.from_record(r.key, r.value, r.headers or ()))
+                    (
+                        r.partition,
+                        r.offset,
+                        DeadLetter.from_record(r.key, r.value or b"", r.headers),
+                    )
                     for r in records
                 )
-            # The end is the high watermark of a fetch, not end_offsets(): Tansu's
-            # ListOffsets is short for batched producers (DESIGN §6).
-            highs = [(tp, consumer.highwater(tp)) for tp in assigned]
-            if all(h is not None and consumer.position(tp) >= h for tp, h in highs):
+            if all(_at_end(consumer, tp) for tp in assigned):
                 break
         return sorted(letters, key=lambda item: (item[0], item[1]))
     finally:
         consumer.close()
 
 
+def _at_end(consumer: ConsumerClient, tp: TopicPartition) -> bool:
+    # The end is the high watermark of a fetch, not ListOffsets: Tansu's is short for
+    # batched producers (DESIGN §6).
+    high = consumer.high_watermark(tp)
+    position = consumer.position(tp)
+    return high is not None and position is not None and position >= high
+
+
+@dataclass
+class ReplayResult:
+    """What a replay did, letter by letter."""
+
+    acknowledged: list[DeadLetter] = field(default_factory=list)
+    #: Letters the broker did not acknowledge, with the reason.
+    failed: list[tuple[DeadLetter, BaseException]] = field(default_factory=list)
+    #: Letters without a source topic (not written by newswire): left on the DLQ.
+    skipped: list[DeadLetter] = field(default_factory=list)
+
+
 def replay(
-    kafka: KafkaSettings, producer_settings: ProducerSettings, letters: Iterable[DeadLetter]
-) -> int:
-    """Send *letters* back to their source topics, original key and bytes; returns how many.
+    kafka: KafkaSettings,
+    producer_settings: ProducerSettings,
+    letters: Iterable[DeadLetter],
+    *,
+    clients: Clients | None = None,
+) -> ReplayResult:
+    """Send *letters* back to their source topics, original key and bytes.
 
     Each replayed record carries ``newswire.replayed`` (the stage and attempts it
-    failed with). Replaying twice is harmless: dedup and the store are idempotent.
+    failed with). The result says exactly which letters the broker acknowledged.
     """
-    producer = make_producer(kafka, producer_settings, role="dlq-replay")
-    sent = 0
+    producer = (clients or open_clients(kafka, producer_settings)).producer("dlq-replay")
+    result = ReplayResult()
+    sent: list[tuple[DeadLetter, Delivery]] = []
     try:
         for letter in letters:
             if not letter.source_topic:
+                result.skipped.append(letter)
                 continue
             note = f"{letter.stage}:{letter.error_class}:{letter.attempts}".encode()
-            producer.send(
-                letter.source_topic,
-                key=letter.key,
-                value=letter.value,
-                headers=[("newswire.replayed", note)],
-            )
-            sent += 1
-        producer.flush()
+            try:
+                delivery = producer.produce(
+                    letter.source_topic,
+                    letter.value,
+                    key=letter.key,
+                    headers=[(REPLAYED_HEADER, note)],
+                )
+            except BrokerError as exc:
+                result.failed.append((letter, exc))
+                continue
+            sent.append((letter, delivery))
+        producer.flush()  # every delivery is now acknowledged, refused or timed out
     finally:
-        producer.close(timeout=10)
-    return sent
+        producer.close(timeout_s=10)
+    for letter, delivery in sent:
+        if delivery.acknowledged():
+            result.acknowledged.append(letter)
+        else:
+            result.failed.append((letter, delivery.error or BrokerError("not acknowledged")))
+    return result

@@ -11,6 +11,7 @@ Unknown extra fields in an input document are kept, JSON-encoded, in
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from typing import Annotated, Any
 
@@ -31,12 +32,15 @@ from newswire.errors import ValidationError as DocumentError
 from newswire.urls import article_id, canonical_url, is_absolute_http_url
 
 __all__ = [
+    "SCHEMA_NAMES",
     "Article",
     "EnrichedArticle",
     "Image",
     "Provider",
     "Related",
     "Sighting",
+    "model_for",
+    "schema_of",
     "to_utc",
 ]
 
@@ -180,7 +184,7 @@ class Article(_Model):
         """Keep fields the model does not know, JSON-encoded, in ``extras``."""
         if not isinstance(data, dict):
             return data
-        known = _ARTICLE_INPUT_NAMES
+        known = _input_names(cls)
         unknown = [k for k in data if k not in known]
         if not unknown:
             return data
@@ -292,7 +296,9 @@ class Sighting(_Model):
         return to_utc(value)
 
 
+@functools.cache
 def _input_names(model: type[BaseModel]) -> frozenset[str]:
+    """The field names and aliases of *model* itself (an Article's own, not an enriched one's)."""
     names: set[str] = set()
     for name, info in model.model_fields.items():
         names.add(name)
@@ -302,4 +308,26 @@ def _input_names(model: type[BaseModel]) -> frozenset[str]:
     return frozenset(names)
 
 
-_ARTICLE_INPUT_NAMES = _input_names(EnrichedArticle)
+#: The Avro record name of each model (the one map; the serde resolves schemas by these names).
+SCHEMA_NAMES: dict[type[BaseModel], str] = {
+    Article: "newswire.Article",
+    EnrichedArticle: "newswire.EnrichedArticle",
+    Sighting: "newswire.Sighting",
+}
+_MODELS = {name: model for model, name in SCHEMA_NAMES.items()}
+
+
+def model_for(schema: str) -> type[BaseModel]:
+    """The pydantic model of an Avro record name."""
+    try:
+        return _MODELS[schema]
+    except KeyError:
+        raise KeyError(f"no model for schema {schema!r}") from None
+
+
+def schema_of(model: type[BaseModel]) -> str | None:
+    """The Avro record name of a model class (or of its nearest registered base), else None."""
+    for cls in model.__mro__:
+        if cls in SCHEMA_NAMES:
+            return SCHEMA_NAMES[cls]
+    return None

@@ -3,7 +3,10 @@
 Starts the embedded broker (unless given one), creates the topics, runs each
 stage as its own process (``newswire consume NAME``), produces the documents,
 and — with ``until_idle`` — waits until every stage has drained, judged from
-the stages' own ``/metrics`` counters. Broker and processes are stopped on
+the stages' own ``/metrics`` counters. The stages are the built-in consumers
+(those registered by newswire itself) unless told otherwise; the topology —
+who reads what — comes from each consumer's declared ``topics``, so the
+kernel names no stage. Broker and processes are stopped on
 every exit path; stage processes also die with this one (PR_SET_PDEATHSIG).
 """
 
@@ -21,17 +24,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from newswire import registry
 from newswire.broker import EmbeddedBroker, die_with_parent
 from newswire.errors import NewswireError
 from newswire.settings import Settings
 from newswire.status import Samples, scrape, total
-from newswire.topics import DUPLICATES, ENRICHED, RAW, UNIQUE, ensure_topics
+from newswire.topics import ALL_TOPICS, RAW, ensure_topics
 
-__all__ = ["DEFAULT_STAGES", "Pipeline", "StageProcess", "parse_scale"]
+__all__ = ["Pipeline", "StageProcess", "default_stages", "parse_scale", "stage_topics"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STAGES = ("dedup", "enrich", "store")
+
+def default_stages() -> dict[str, int]:
+    """One instance of every built-in consumer (registered by newswire itself)."""
+    return {found.name: 1 for found in registry.available(registry.CONSUMERS) if found.builtin}
+
+
+def stage_topics(name: str) -> tuple[str, ...]:
+    """The topics the consumer registered as *name* reads."""
+    return tuple(registry.load(registry.CONSUMERS, name).topics)
 
 
 @dataclass
@@ -83,9 +95,11 @@ class Pipeline:
 
     settings: Settings
     workdir: Path
-    stages: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(DEFAULT_STAGES, 1))
+    stages: Mapping[str, int] = field(default_factory=default_stages)
     broker: EmbeddedBroker | None = None
     processes: list[StageProcess] = field(default_factory=list)
+    #: Stage name → the topics it reads (from the consumers' declarations).
+    topology: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def start(self) -> None:
         """Start the broker (if no bootstrap was given), create topics, spawn the stages."""
@@ -93,7 +107,9 @@ class Pipeline:
         if self.broker is None and not self.settings.kafka.bootstrap:
             self.broker = EmbeddedBroker(log_path=self.workdir / "broker.log").start()
             self.settings.kafka.bootstrap = self.broker.bootstrap
-        ensure_topics(self.settings.kafka)
+        self.topology = {name: stage_topics(name) for name in self.stages}
+        read = {t for topics in self.topology.values() for t in topics}
+        ensure_topics(self.settings.kafka, (*ALL_TOPICS, *sorted(read - set(ALL_TOPICS))))
         for name, count in self.stages.items():
             for instance in range(1, count + 1):
                 self.processes.append(self.spawn(name, instance))
@@ -122,30 +138,16 @@ class Pipeline:
         return StageProcess(name, instance, process, port_file, log_path)
 
     def child_environment(self) -> dict[str, str]:
-        """The settings a stage process needs, as ``NEWSWIRE_*`` variables."""
-        s = self.settings
+        """The settings a stage process needs, as ``NEWSWIRE_*`` variables.
+
+        Every kernel section and every plug-in section loaded (and maybe
+        changed by an option) in this process; the child reads the rest of
+        its environment itself.
+        """
         return {
-            "NEWSWIRE_KAFKA__BOOTSTRAP": s.kafka.bootstrap,
-            "NEWSWIRE_KAFKA__PARTITIONS": str(s.kafka.partitions),
-            "NEWSWIRE_KAFKA__SESSION_TIMEOUT_MS": str(s.kafka.session_timeout_ms),
-            "NEWSWIRE_KAFKA__HEARTBEAT_INTERVAL_MS": str(s.kafka.heartbeat_interval_ms),
-            "NEWSWIRE_KAFKA__MAX_POLL_RECORDS": str(s.kafka.max_poll_records),
-            "NEWSWIRE_KAFKA__OUTPUT_CLIENT": s.kafka.output_client,
-            "NEWSWIRE_STORE__URL": s.store.url,
-            "NEWSWIRE_DEDUP__STATE_URL": s.dedup.state_url,
-            "NEWSWIRE_DEDUP__MAX_ENTRIES": str(s.dedup.max_entries),
-            "NEWSWIRE_DEDUP__WINDOW_S": str(s.dedup.window_s),
-            "NEWSWIRE_DEDUP__NEAR": str(s.dedup.near).lower(),
-            "NEWSWIRE_DEDUP__NEAR_THRESHOLD": str(s.dedup.near_threshold),
-            "NEWSWIRE_DEDUP__NEAR_MIN_WORDS": str(s.dedup.near_min_words),
+            **self.settings.environment(),
             "NEWSWIRE_METRICS__HOST": "127.0.0.1",
             "NEWSWIRE_METRICS__PORT": "0",
-            "NEWSWIRE_LOG_LEVEL": s.log_level,
-            **(
-                {"NEWSWIRE_METRICS__RUNTIME_DIR": str(s.metrics.runtime_dir)}
-                if s.metrics.runtime_dir
-                else {}
-            ),
         }
 
     def check_alive(self) -> None:
@@ -183,19 +185,15 @@ class Pipeline:
         def consumed(stage: str, topic: str) -> float:
             return total(merged, "newswire_consumer_records_in_total", consumer=stage, topic=topic)
 
-        def emitted(stage: str, topic: str) -> float:
-            return total(merged, "newswire_consumer_records_out_total", consumer=stage, topic=topic)
+        def emitted_to(topic: str) -> float:
+            # What every consumer sent to *topic*, plus the producer's records on RAW.
+            sent = total(merged, "newswire_consumer_records_out_total", topic=topic)
+            return sent + (produced if topic == RAW else 0)
 
-        checks = {
-            ("dedup", RAW): float(produced),
-            ("enrich", UNIQUE): emitted("dedup", UNIQUE),
-            ("store", ENRICHED): emitted("enrich", ENRICHED),
-            ("store", DUPLICATES): emitted("dedup", DUPLICATES),
-        }
         return all(
-            consumed(stage, topic) >= expected
-            for (stage, topic), expected in checks.items()
-            if stage in self.stages
+            consumed(stage, topic) >= emitted_to(topic)
+            for stage, topics in self.topology.items()
+            for topic in topics
         )
 
     def wait_until_idle(
@@ -250,8 +248,11 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def parse_scale(values: Iterable[str]) -> dict[str, int]:
-    """``["dedup=2"]`` → the stage counts, defaults 1 for the built-in stages."""
-    stages = dict.fromkeys(DEFAULT_STAGES, 1)
+    """``["dedup=2"]`` → the stage counts: 1 of each built-in stage unless given.
+
+    A name that is not a built-in stage adds that consumer (a plug-in) to the pipeline.
+    """
+    stages = default_stages()
     for item in values:
         name, _, count = item.partition("=")
         if not count.isdigit() or int(count) < 1:

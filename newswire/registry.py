@@ -1,8 +1,9 @@
 """Finds consumers and sources by name through entry points.
 
 Built-ins register themselves in newswire's own ``pyproject.toml`` exactly as
-plug-ins do (groups ``newswire.consumers`` and ``newswire.sources``), so the
-kernel never imports ``consumers`` or ``producers`` directly.
+plug-ins do (groups ``newswire.consumers``, ``newswire.sources`` and
+``newswire.stores`` — a store under the scheme of its URLs), so the kernel
+never imports ``consumers`` or ``producers`` directly.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from typing import Any
 
 from newswire.errors import ConfigError
 
-__all__ = ["CONSUMERS", "SOURCES", "Registered", "available", "load"]
+__all__ = ["CONSUMERS", "GROUPS", "SOURCES", "STORES", "Registered", "available", "load"]
 
 CONSUMERS = "newswire.consumers"
 SOURCES = "newswire.sources"
+STORES = "newswire.stores"
+#: Every group, in the order a plug-in name is looked up (for its settings).
+GROUPS = (CONSUMERS, SOURCES, STORES)
 
 
 @dataclass(frozen=True)

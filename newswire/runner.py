@@ -25,12 +25,9 @@ import signal
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
-from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
@@ -38,9 +35,18 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponent
 from newswire.consumer import Consumer, Context, Event, Skip
 from newswire.dlq import dlq_headers
 from newswire.errors import BrokerError, SerdeError, UnavailableError
-from newswire.kafka import Clients, KafkaClients
+from newswire.kafka import (
+    Clients,
+    CommitFailedError,
+    ConsumerClient,
+    ProducerClient,
+    Record,
+    TopicPartition,
+    open_clients,
+)
 from newswire.metrics import ConsumerMetrics
-from newswire.serde import Serde, schema_for, serde_for
+from newswire.model import schema_of
+from newswire.serde import Serde, serde_for
 from newswire.settings import Settings
 from newswire.topics import DLQ
 
@@ -54,34 +60,15 @@ class _Abandoned(Exception):
 
 
 def is_retriable(exc: BaseException) -> bool:
-    """Whether trying again may succeed: newswire and kafka-python errors say so themselves."""
+    """Whether trying again may succeed: newswire errors (and Kafka clients') say so."""
     return bool(getattr(exc, "retriable", False))
 
 
-def _describe(partitions: Any) -> str:
+def _describe(partitions: Iterable[TopicPartition]) -> str:
     by_topic: dict[str, list[int]] = {}
     for tp in partitions:
         by_topic.setdefault(tp.topic, []).append(tp.partition)
     return " ".join(f"{t}[{','.join(map(str, sorted(ps)))}]" for t, ps in sorted(by_topic.items()))
-
-
-class _CommitOnRevoke(ConsumerRebalanceListener):
-    """Offsets are committed after every batch, before the next poll in which a
-    rebalance can happen; on revoke this commits whatever is still pending."""
-
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.runner.commit_pending()
-        for tp in revoked:
-            self.runner.forget_partition(tp)
-        if revoked:
-            log.info("%s: partitions revoked: %s", self.runner.consumer.name, _describe(revoked))
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        if assigned:
-            log.info("%s: partitions assigned: %s", self.runner.consumer.name, _describe(assigned))
 
 
 class Runner:
@@ -97,7 +84,7 @@ class Runner:
         clients: Clients | None = None,
     ) -> None:
         self.consumer = consumer
-        self.clients = clients or KafkaClients(settings.kafka, settings.producer)
+        self.clients = clients or open_clients(settings.kafka, settings.producer)
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.serde = serde or serde_for(settings)
@@ -105,11 +92,11 @@ class Runner:
         self._fields = consumer.fields
         self.metrics = ConsumerMetrics.create(self.registry)
         self._stop = threading.Event()
-        self._kafka: KafkaConsumer | None = None
-        self._producer: KafkaProducer | None = None
-        self._futures: list[Any] = []
+        self._kafka: ConsumerClient | None = None
+        self._producer: ProducerClient | None = None
+        self._queued = 0  # records produced since the last flush
         self._out: Tally[str] = Tally()
-        self._pending: dict[TopicPartition, OffsetAndMetadata] = {}
+        self._pending: dict[TopicPartition, int] = {}
         self._positions: dict[TopicPartition, int] = {}
         self._partition_counts: dict[str, int] = {}
         self._lag_updated = 0.0
@@ -133,7 +120,7 @@ class Runner:
         the first empty poll once partitions are assigned (tests, benchmarks).
         """
         s = self.settings
-        self._producer = self.clients.producer(f"{self.consumer.name}-out")
+        self._producer = self.clients.producer(f"{self.consumer.name}-out", output=True)
         self._kafka = self.clients.consumer(self.consumer.group, self.consumer.name)
         self.consumer.bind(
             Context(
@@ -145,7 +132,9 @@ class Runner:
             )
         )
         self.consumer.setup()
-        self._kafka.subscribe(list(self.consumer.topics), listener=_CommitOnRevoke(self))
+        self._kafka.subscribe(
+            self.consumer.topics, on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
         log.info(
             "%s: consuming %s as group %s",
             self.consumer.name,
@@ -157,9 +146,9 @@ class Runner:
             while not self._stop.is_set():
                 try:
                     polled = self._kafka.poll(
-                        timeout_ms=s.runner.poll_timeout_ms, max_records=s.kafka.max_poll_records
+                        s.runner.poll_timeout_ms / 1000, s.kafka.max_poll_records
                     )
-                except KafkaError as exc:
+                except BrokerError as exc:
                     log.warning("%s: poll failed: %s; retrying", self.consumer.name, exc)
                     self._stop.wait(s.runner.retry_backoff_ms / 1000)
                     continue
@@ -194,26 +183,26 @@ class Runner:
             self.commit_pending()
         finally:
             if self._kafka is not None:
-                self._kafka.close(autocommit=False)  # leaves the group
+                self._kafka.close(leave=True)
             if self._producer is not None:
-                self._producer.close(timeout=10)
+                self._producer.close(timeout_s=10)
             self.consumer.close()
             log.info("%s: stopped", self.consumer.name)
 
     # -- one batch ---------------------------------------------------------------------------
 
-    def _process(self, polled: dict[TopicPartition, list[Any]]) -> None:
+    def _process(self, polled: Mapping[TopicPartition, Sequence[Record]]) -> None:
         started = time.perf_counter()
         events: list[Event] = []
         counts: Tally[str] = Tally()
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        offsets: dict[TopicPartition, int] = {}
         for tp, records in polled.items():
             for record in records:
                 counts[tp.topic] += 1
                 event = self._decode(record)
                 if event is not None:
                     events.append(event)
-            offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+            offsets[tp] = records[-1].offset + 1
         if events:
             if self._per_event:
                 for event in events:
@@ -235,7 +224,7 @@ class Runner:
             self._positions[tp] = records[-1].offset + 1
         self._update_lag()
 
-    def _decode(self, record: Any) -> Event | None:
+    def _decode(self, record: Record) -> Event | None:
         value = record.value
         try:
             if value is None:
@@ -400,7 +389,7 @@ class Runner:
         headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         if isinstance(value, BaseModel):
-            name = schema or schema_for(value)
+            name = schema or schema_of(type(value))
             if name is None:
                 raise SerdeError(f"no schema for {type(value).__name__}; pass schema=")
             data = self.serde.encode(name, value.model_dump(), topic=topic)
@@ -435,11 +424,8 @@ class Runner:
         headers: list[tuple[str, bytes]],
     ) -> None:
         assert self._producer is not None
-        self._futures.append(
-            self._producer.send(
-                topic, value=value, key=key, partition=partition, headers=headers or None
-            )
-        )
+        self._producer.produce(topic, value, key=key, partition=partition, headers=headers or None)
+        self._queued += 1
 
     def _dead_letter(
         self,
@@ -467,23 +453,35 @@ class Runner:
 
     def _flush(self) -> None:
         """Flush and check every record sent for this batch; raise if any was not acknowledged."""
-        if not self._futures:
+        if not self._queued:
             return
         assert self._producer is not None
-        self._producer.flush()
-        failed = [f.exception for f in self._futures if f.failed()]
-        futures, self._futures = self._futures, []
+        failed = self._producer.flush()
+        queued, self._queued = self._queued, 0
         if failed:
             self._out.clear()
             raise BrokerError(
-                f"{self.consumer.name}: {len(failed)} of {len(futures)} records not acknowledged: "
-                f"{failed[0]}"
+                f"{self.consumer.name}: {len(failed)} of {queued} records not acknowledged: "
+                f"{failed[0].error}"
             )
         for topic, n in self._out.items():
             self.metrics.records_out.labels(self.consumer.name, topic).inc(n)
         self._out.clear()
 
-    # -- offsets and lag -----------------------------------------------------------------------
+    # -- rebalances, offsets and lag -----------------------------------------------------------
+
+    def _on_revoke(self, revoked: list[TopicPartition]) -> None:
+        # Offsets are committed after every batch, before the next poll in which a
+        # rebalance can happen; this commits whatever is still pending.
+        self.commit_pending()
+        for tp in revoked:
+            self.forget_partition(tp)
+        if revoked:
+            log.info("%s: partitions revoked: %s", self.consumer.name, _describe(revoked))
+
+    def _on_assign(self, assigned: list[TopicPartition]) -> None:
+        if assigned:
+            log.info("%s: partitions assigned: %s", self.consumer.name, _describe(assigned))
 
     def commit_pending(self) -> None:
         """Commit the offsets of the batches fully processed so far."""
@@ -516,21 +514,18 @@ class Runner:
             return
         self._lag_updated = now
         assert self._kafka is not None
-        assigned = self._kafka.assignment()
-        # highwater() comes from the last fetch response: right on Apache Kafka and on
-        # Tansu, whose ListOffsets is short for batched producers (DESIGN §6). Only a
-        # partition not fetched yet falls back to ListOffsets (on Tansu: a lower bound).
-        highs = {tp: self._kafka.highwater(tp) for tp in assigned}
-        unfetched = [tp for tp, high in highs.items() if high is None]
-        if unfetched:
-            with contextlib.suppress(KafkaError):
-                highs.update(self._kafka.end_offsets(unfetched))
-        for tp, high in highs.items():
+        for tp in self._kafka.assignment():
+            # The high watermark of the last fetch response: right on Apache Kafka and on
+            # Tansu, whose ListOffsets is short for batched producers (DESIGN §6). A
+            # partition not fetched yet has no lag series until its first fetch.
+            high = self._kafka.high_watermark(tp)
             if high is None:
                 continue
             position = self._positions.get(tp)
             if position is None:
                 position = self._kafka.position(tp)
+            if position is None:
+                continue
             self.metrics.lag.labels(self.consumer.name, tp.topic, str(tp.partition)).set(
                 max(0, high - position)
             )

@@ -1,26 +1,37 @@
 """Settings, from environment variables ``NEWSWIRE_<SECTION>__<FIELD>`` (pydantic-settings).
 
-Example: ``NEWSWIRE_KAFKA__BOOTSTRAP=kafka:9092``, ``NEWSWIRE_STORE__URL=postgresql://…``.
+The kernel's sections are ``kafka``, ``producer``, ``runner`` and ``metrics``
+(``NEWSWIRE_KAFKA__BOOTSTRAP=kafka:9092``). Every plug-in — consumer, source or
+store, built-in or not — may declare its own pydantic ``settings_model``,
+loaded from ``NEWSWIRE_<NAME>__<FIELD>`` (``NEWSWIRE_STORE__URL`` for the
+``store`` consumer, ``NEWSWIRE_SQLITE__SYNCHRONOUS`` for the ``sqlite`` store).
 Command-line options override the environment.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, create_model, field_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import to_jsonable_python
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from newswire.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
 __all__ = [
-    "DedupSettings",
     "KafkaSettings",
     "MetricsSettings",
     "ProducerSettings",
     "RunnerSettings",
     "SerdeSettings",
     "Settings",
-    "StoreSettings",
+    "env_name",
 ]
 
 
@@ -35,15 +46,52 @@ class KafkaSettings(BaseModel):
     session_timeout_ms: int = 45000
     heartbeat_interval_ms: int = 3000
     max_poll_records: int = 1000
-    output_client: Literal["confluent", "kafka-python"] = Field(
+    client: str = Field(
+        "kafka-python",
+        description="Kafka client of consumers, producers and admin: confluent (librdkafka) "
+        "or kafka-python (see newswire.kafka).",
+    )
+    output_client: str | None = Field(
         "confluent",
-        description="Client of the stages' output producer: librdkafka's produce() costs "
-        "~5 µs a record, kafka-python's send() 25-65 µs.",
+        description="Client of the stages' output producer (empty: `client`): librdkafka's "
+        "produce() costs ~5 µs a record, kafka-python's send() 25-65 µs.",
+    )
+    fetch_max_wait_ms: int = Field(
+        10,
+        ge=0,
+        description="Longest wait of a fetch for data: Tansu holds a fetch that long even when "
+        "data is there, so it is short (10 ms: 1.47x the throughput of the default 500).",
+    )
+    flush_timeout_s: float = Field(
+        60.0, gt=0, description="Longest wait for acknowledgements at a flush."
     )
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+
+    def environment(self) -> dict[str, str]:
+        """These settings as ``NEWSWIRE_KAFKA__*`` variables, for child processes (secrets
+        included: they came from the environment)."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"NEWSWIRE_KAFKA__{name.upper()}"] = str(value)
+        return env
+
+    @field_validator("client", "output_client")
+    @classmethod
+    def _known_client(cls, value: str | None) -> str | None:
+        from newswire.kafka import known_clients  # the registry; imported late: no cycle
+
+        if value and value not in known_clients():
+            raise ValueError(
+                f"unknown Kafka client {value!r} (known: {', '.join(known_clients())})"
+            )
+        return value or None
 
 
 class ProducerSettings(BaseModel):
@@ -90,6 +138,11 @@ class RunnerSettings(BaseModel):
     max_retries: int = Field(5, ge=0, description="Attempts for a retriable failure before DLQ.")
     retry_backoff_ms: int = 200
     retry_backoff_max_ms: int = 10_000
+    state_dir: Path | None = Field(
+        None,
+        description="Where stages keep state that lives only as long as the broker's data "
+        "(set by `newswire run` for its memory-only embedded broker).",
+    )
 
 
 class MetricsSettings(BaseModel):
@@ -106,63 +159,22 @@ class MetricsSettings(BaseModel):
     enabled: bool = True
 
 
-class StoreSettings(BaseModel):
-    """Where the ``store`` consumer writes (and ``newswire articles`` reads)."""
+class _SectionEnv(BaseSettings):
+    """Loads one plug-in section from ``NEWSWIRE_<NAME>__<FIELD>``, as :class:`Settings` does."""
 
-    url: str = Field(
-        "sqlite:///newswire.db",
-        description="sqlite:///PATH (sqlite:////abs/path) or postgresql://user:pw@host:port/db",
+    model_config = SettingsConfigDict(
+        env_prefix="NEWSWIRE_", env_nested_delimiter="__", extra="ignore"
     )
-    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = Field(
-        "FULL",
-        description="SQLite PRAGMA synchronous: FULL keeps committed batches across a power cut "
-        "(one fsync per batch); NORMAL only across a crash of the process.",
-    )
-    sqlite_busy_timeout_s: float = Field(
-        30.0, ge=0, description="SQLite: wait this long for another writer's lock, then retry."
-    )
-    connect_timeout_s: float = Field(5.0, gt=0, description="PostgreSQL connect timeout.")
-    statement_timeout_ms: int = Field(
-        120_000, ge=0, description="PostgreSQL statement_timeout of the store's session (0: none)."
-    )
-    application_name: str = Field("newswire", description="PostgreSQL application_name.")
-
-    @field_validator("sqlite_synchronous", mode="before")
-    @classmethod
-    def _upper(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
 
 
-class DedupSettings(BaseModel):
-    """The ``dedup`` consumer: what counts as a duplicate, and what it remembers."""
+def _field_name(name: str) -> str:
+    return re.sub(r"\W", "_", name).lower()
 
-    state_url: str = Field(
-        "sqlite:///newswire-dedup.sqlite",
-        description="sqlite:///PATH (one host) or postgresql://… (shared by a consumer group).",
-    )
-    max_entries: int = Field(
-        1_000_000, ge=1, description="Remembered articles before the oldest are evicted."
-    )
-    window_s: int = Field(
-        0,
-        ge=0,
-        description="Also forget articles whose event time is this far (seconds) behind the "
-        "newest one remembered; 0: no window.",
-    )
-    min_content_chars: int = Field(
-        80, description="Shorter texts get no content fingerprint (too formulaic to compare)."
-    )
-    near: bool = Field(True, description="Detect near-duplicates (syndicated copies).")
-    near_threshold: float = Field(
-        0.7,
-        ge=0.0,
-        le=1.0,
-        description="Estimated Jaccard similarity of word 5-shingles from which a candidate "
-        "is a near-duplicate.",
-    )
-    near_min_words: int = Field(
-        50, ge=5, description="Texts with fewer words are compared exactly only (briefs, scores)."
-    )
+
+def env_name(section: str, field: str | None = None) -> str:
+    """The variable of *section*'s *field* (``NEWSWIRE_STORE__URL``), or its prefix."""
+    prefix = f"NEWSWIRE_{_field_name(section).upper()}__"
+    return prefix + field.upper() if field else prefix
 
 
 class SerdeSettings(BaseModel):
@@ -193,7 +205,14 @@ class SerdeSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    """All newswire settings."""
+    """All newswire settings: the kernel's sections, and the plug-ins' on demand.
+
+    ``settings.section(name, Model)`` (or ``settings.<name>`` for a registered
+    plug-in that declares a ``settings_model``) loads the section of a
+    consumer, source or store from ``NEWSWIRE_<NAME>__<FIELD>`` once; later
+    changes to the returned object (command-line options) stay with these
+    settings and reach child processes through :meth:`environment`.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="NEWSWIRE_", env_nested_delimiter="__", extra="ignore"
@@ -203,7 +222,111 @@ class Settings(BaseSettings):
     producer: ProducerSettings = Field(default_factory=lambda: ProducerSettings())
     runner: RunnerSettings = Field(default_factory=lambda: RunnerSettings())
     metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
-    store: StoreSettings = Field(default_factory=lambda: StoreSettings())
-    dedup: DedupSettings = Field(default_factory=lambda: DedupSettings())
     serde: SerdeSettings = Field(default_factory=lambda: SerdeSettings())
     log_level: str = "INFO"
+
+    _sections: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
+
+    @overload
+    def section(self, name: str) -> Any: ...
+
+    @overload
+    def section(self, name: str, model: type[M]) -> M: ...
+
+    def section(self, name: str, model: type[M] | None = None) -> Any:
+        """The settings section of the plug-in *name* (loaded from the environment once).
+
+        Without *model*, the model is the ``settings_model`` of the consumer,
+        source or store registered as *name*. Raises
+        :class:`~newswire.errors.ConfigError` naming the variable of an
+        invalid value.
+        """
+        key = _field_name(name)
+        found = self._sections.get(key)
+        if found is None:
+            found = load_section(name, model or plugin_settings_model(name))
+            self._sections[key] = found
+        elif model is not None and not isinstance(found, model):
+            raise ConfigError(
+                f"settings section {name!r} is a {type(found).__name__}, not a {model.__name__}",
+                name=name,
+            )
+        return found
+
+    def sections(self) -> dict[str, BaseModel]:
+        """The plug-in sections loaded so far, by name."""
+        return dict(self._sections)
+
+    def environment(self) -> dict[str, str]:
+        """These settings as ``NEWSWIRE_*`` variables (for a child process), secrets included."""
+        found: dict[str, str] = {"NEWSWIRE_LOG_LEVEL": self.log_level}
+        for name in ("kafka", "producer", "runner", "metrics"):
+            found.update(_variables(name, getattr(self, name)))
+        for name, section in self._sections.items():
+            found.update(_variables(name, section))
+        return found
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            # ``settings.store``: the section of the plug-in named so (built-in or not).
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                if name.startswith("_"):
+                    raise
+                try:
+                    return self.section(name)
+                except ConfigError as exc:
+                    raise AttributeError(f"no settings section {name!r}: {exc}") from None
+
+
+def load_section(name: str, model: type[M]) -> M:
+    """*model* loaded from ``NEWSWIRE_<NAME>__<FIELD>`` variables (and its defaults)."""
+    key = _field_name(name)
+    env = create_model(  # type: ignore[call-overload]
+        f"{model.__name__}Env",
+        __base__=_SectionEnv,
+        **{key: (model, Field(default_factory=model))},
+    )
+    try:
+        loaded = getattr(env(), key)
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"{env_name(name, '__'.join(str(p) for p in err['loc'][1:]))}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}", section=name) from exc
+    if not isinstance(loaded, model):
+        raise ConfigError(f"settings section {name!r} did not load as {model.__name__}")
+    return loaded
+
+
+def plugin_settings_model(name: str) -> type[BaseModel]:
+    """The ``settings_model`` of the consumer, source or store registered as *name*."""
+    from newswire import registry
+
+    for group in registry.GROUPS:
+        if any(found.name == name for found in registry.available(group)):
+            model = getattr(registry.load(group, name), "settings_model", None)
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                return model
+            raise ConfigError(f"plug-in {name!r} declares no settings", name=name)
+    raise ConfigError(f"no plug-in named {name!r} (so no settings section)", name=name)
+
+
+def _variables(name: str, section: BaseModel) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for field, value in section:
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, str | int | float | Path):
+            text = str(value)
+        else:
+            text = json.dumps(to_jsonable_python(value))
+        found[env_name(name, field)] = text
+    return found

@@ -19,8 +19,11 @@ Three optional parts of the contract make a source fast or long-running:
   ``SourceTask.commit()``: the source remembers what is safely sent only then
   (at-least-once).
 - ``suffixes`` / ``schemes`` / ``stdin`` / :meth:`Source.sniff` let
-  ``--format auto`` pick the source for a path, and :meth:`Source.from_paths`
-  builds one from command-line paths and the producer settings.
+  ``--format auto`` pick the source for a path (:func:`detect_file`, and
+  :func:`scan` inside directories, which also says what it skipped and why),
+  and :meth:`Source.from_paths` builds one from command-line paths and the
+  producer settings. A ``.gz`` file is recognised by the name without ``.gz``
+  or by its decompressed first bytes; :func:`read_file_limited` decompresses it.
 """
 
 from __future__ import annotations
@@ -28,20 +31,46 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from newswire.settings import ProducerSettings
 
-__all__ = ["Checkpoint", "Document", "Reject", "RejectsFile", "Source", "read_file_limited", "walk"]
+__all__ = [
+    "Checkpoint",
+    "Document",
+    "Reject",
+    "RejectsFile",
+    "Scan",
+    "Source",
+    "detect_file",
+    "gunzip_limited",
+    "read_file_limited",
+    "scan",
+    "walk",
+]
 
 #: Names a directory walk never yields (project files, not articles).
 SKIP_NAMES = frozenset({"readme.md", "readme.txt", "license.txt", "license.md", "changelog.md"})
+GZIP_MAGIC = b"\x1f\x8b"
+#: How much of a file of unknown type is read to recognise it.
+SNIFF_BYTES = 512
+
+#: Why :func:`scan` skipped a file (the keys of :attr:`Scan.skipped`).
+SKIP_HIDDEN = "hidden"
+SKIP_PROJECT_FILE = "project file (README, LICENSE…)"
+SKIP_EMPTY = "empty, no suffix to go by"
+SKIP_UNRECOGNISED = "not recognised by any source"
+SKIP_UNREADABLE = "unreadable"
 
 
 def _where(origin: str, line: int | None, entry: int | None) -> str:
@@ -121,6 +150,10 @@ class Source:
     schemes: tuple[str, ...] = ()
     #: Whether ``-`` (standard input) is a path this source reads.
     stdin: bool = False
+    #: This source's own settings, loaded from ``NEWSWIRE_<NAME>__<FIELD>`` (None: none).
+    settings_model: ClassVar[type[BaseModel] | None] = None
+    #: The loaded ``settings_model`` (set by the runtime after :meth:`from_paths`).
+    config: Any = None
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
@@ -160,8 +193,9 @@ class Source:
 def walk(root: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
     """Files under *root* ending in one of *suffixes* (lower case), recursively.
 
-    Hidden files and directories and project files (README, LICENSE…) are
-    skipped. The order is the file system's: sort the result for a stable one.
+    A ``.gz`` ending is ignored (``a.jsonl.gz`` is a JSON-lines file). Hidden
+    files and directories and project files (README, LICENSE…) are skipped. The
+    order is the file system's: sort the result for a stable one.
     """
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
@@ -169,8 +203,107 @@ def walk(root: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
             lowered = name.lower()
             if name.startswith(".") or lowered in SKIP_NAMES:
                 continue
-            if lowered.endswith(suffixes):
+            if lowered.removesuffix(".gz").endswith(suffixes):
                 yield Path(dirpath, name)
+
+
+def gunzip_limited(data: bytes, max_bytes: int) -> bytes:
+    """Decompress gzip *data*; ``ValueError`` if it would exceed *max_bytes*, ``zlib.error``
+    if it is corrupt. Stops at *max_bytes* + 1, so a gzip bomb costs nothing."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    out = inflater.decompress(data, max_bytes + 1)
+    if len(out) > max_bytes:
+        raise ValueError(f"uncompressed, it is over the limit of {max_bytes} bytes")
+    return out
+
+
+def _heads(path: Path) -> list[bytes]:
+    """The first bytes of *path*: decompressed first when it is gzip, then as they are
+    (``OSError`` if unreadable)."""
+    with path.open("rb") as f:
+        head = f.read(SNIFF_BYTES)
+    if head[:2] != GZIP_MAGIC:
+        return [head]
+    try:
+        # A prefix of the stream: decompress what there is, never more than needed.
+        plain = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS).decompress(head, SNIFF_BYTES)
+    except zlib.error:
+        plain = b""
+    # The gzip bytes too, for a source that reads gzip itself to claim a corrupt
+    # stream (and then report what is wrong with it).
+    return [plain, head] if plain else [head]
+
+
+def _plain_name(path: Path) -> str:
+    """The lower-case file name without a ``.gz`` ending (``heise.xml.gz`` → ``heise.xml``)."""
+    return path.name.lower().removesuffix(".gz")
+
+
+def detect_file(path: Path, classes: Mapping[str, type[Source]]) -> tuple[str | None, str]:
+    """``(source name, "")`` for a file, by suffix, else by its first bytes; or
+    ``(None, why)`` when no source in *classes* recognises it."""
+    name = _plain_name(path)
+    found = next((n for n, c in classes.items() if c.suffixes and name.endswith(c.suffixes)), None)
+    if found is not None:
+        return found, ""
+    try:
+        heads = _heads(path)
+    except OSError as exc:
+        why = SKIP_UNREADABLE if exc.strerror is None else f"{SKIP_UNREADABLE}: {exc.strerror}"
+        return None, why
+    if not heads[0].strip():
+        return None, SKIP_EMPTY
+    for head in heads:
+        found = next((n for n, c in classes.items() if c.sniff(head)), None)
+        if found is not None:
+            return found, ""
+    return None, SKIP_UNRECOGNISED
+
+
+@dataclass
+class Scan:
+    """What :func:`scan` found under some directories: files by source name, and what it
+    skipped — a count per reason and ``(path, reason)`` of each."""
+
+    files: dict[str, list[str]]
+    skipped: Counter[str]
+    skipped_paths: list[tuple[str, str]]
+
+
+def scan(roots: Iterable[Path], classes: Mapping[str, type[Source]]) -> Scan:
+    """Every file under *roots* (recursively, sorted) assigned to the source that reads it.
+
+    A file is matched by suffix (``.gz`` ignored), else sniffed by every source in
+    *classes* (gzip decompressed first). Hidden files and directories (one count
+    each: their contents are not walked) and project files are skipped, and so is
+    what no source recognises; :class:`Scan` says which and why.
+    """
+    result = Scan({}, Counter(), [])
+
+    def skip(path: str, why: str) -> None:
+        result.skipped[why] += 1
+        result.skipped_paths.append((path, why))
+
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for hidden in [d for d in dirnames if d.startswith(".")]:
+                skip(os.path.join(dirpath, hidden), SKIP_HIDDEN)
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in sorted(filenames):
+                path = os.path.join(dirpath, name)
+                if name.startswith("."):
+                    skip(path, SKIP_HIDDEN)
+                    continue
+                if name.lower() in SKIP_NAMES:
+                    skip(path, SKIP_PROJECT_FILE)
+                    continue
+                found, why = detect_file(Path(path), classes)
+                if found is None:
+                    skip(path, why)
+                else:
+                    result.files.setdefault(found, []).append(path)
+    return result
 
 
 class RejectsFile:
@@ -207,8 +340,9 @@ class RejectsFile:
 def read_file_limited(
     path: Path, origin: str, max_bytes: int, what: str = "document"
 ) -> bytes | Reject:
-    """The bytes of *path*, or a :class:`Reject` naming *origin* when it is larger than
-    *max_bytes* (checked before reading) or cannot be read."""
+    """The bytes of *path* (decompressed when it is gzip), or a :class:`Reject` naming
+    *origin* when it is larger than *max_bytes* (checked before reading, and again
+    after decompressing), corrupt gzip, or cannot be read."""
     try:
         size = path.stat().st_size
         if size > max_bytes:
@@ -218,6 +352,14 @@ def read_file_limited(
                 f"{what} is {size} bytes, over the limit of {max_bytes} bytes",
                 kind="too_large",
             )
-        return path.read_bytes()
+        data = path.read_bytes()
     except OSError as exc:
         return Reject(origin, "", f"cannot read: {exc.strerror or exc}", kind="io")
+    if data[:2] != GZIP_MAGIC:
+        return data
+    try:
+        return gunzip_limited(data, max_bytes)
+    except zlib.error as exc:
+        return Reject(origin, "", f"corrupt gzip data: {exc}", kind="format")
+    except ValueError as exc:
+        return Reject(origin, "", f"{what} {exc}", kind="too_large")

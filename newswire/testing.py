@@ -16,76 +16,65 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import TopicPartition
-from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from newswire.consumer import Consumer, model_for
+from newswire.consumer import Consumer
 from newswire.dlq import DeadLetter
 from newswire.errors import SerdeError
+from newswire.kafka import Headers, Rebalance, Record, TopicPartition
+from newswire.model import model_for, schema_of
 from newswire.runner import Runner
-from newswire.serde import Serde, schema_for, serde_for
+from newswire.serde import Serde, serde_for
 from newswire.settings import Settings
 from newswire.topics import DLQ
 
 __all__ = ["Emitted", "MemoryBroker", "TestRun", "run_consumer"]
 
 
-@dataclass(frozen=True)
-class _Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    timestamp: int
+class _Delivered:
+    """A completed produce: the in-memory broker acknowledges at once."""
 
+    __slots__ = ("context",)
+    error = None
 
-class _Done:
-    """A completed send, shaped like kafka-python's FutureRecordMetadata."""
+    def __init__(self, context: Any) -> None:
+        self.context = context
 
-    exception: BaseException | None = None
-
-    def failed(self) -> bool:
-        return False
-
-    def add_callback(self, fn: Any, *args: Any) -> _Done:
-        fn(*args, None)
-        return self
-
-    def add_errback(self, fn: Any, *args: Any) -> _Done:
-        return self
+    def acknowledged(self) -> bool:
+        return True
 
 
 class MemoryBroker:
-    """Topics as in-memory lists; implements :class:`newswire.kafka.Clients`."""
+    """Topics as in-memory lists; implements :class:`newswire.kafka.Clients`.
+
+    One member per group: a consumer is assigned every partition of its topics.
+    """
 
     def __init__(self, partitions: int = 1) -> None:
         self.partitions = partitions
-        self.topics: dict[str, list[list[_Record]]] = {}
+        self.topics: dict[str, list[list[Record]]] = {}
         self.committed: dict[str, dict[TopicPartition, int]] = {}
         self._round_robin = itertools.count()
 
     def append(
         self,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         *,
         key: bytes | None = None,
         partition: int | None = None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
-    ) -> _Record:
+        headers: Headers | None = None,
+    ) -> Record:
         """Write one record and return it."""
-        log = self.topics.setdefault(topic, [[] for _ in range(self.partitions)])
+        log = self._log(topic)
         if partition is None:
             partition = (hash(key) if key else next(self._round_robin)) % self.partitions
-        record = _Record(
+        record = Record(
             topic,
             partition,
             len(log[partition]),
@@ -97,69 +86,85 @@ class MemoryBroker:
         log[partition].append(record)
         return record
 
-    def records(self, topic: str) -> list[_Record]:
+    def records(self, topic: str) -> list[Record]:
         """Every record of *topic*, partition by partition."""
         return [r for part in self.topics.get(topic, []) for r in part]
 
+    def _log(self, topic: str) -> list[list[Record]]:
+        return self.topics.setdefault(topic, [[] for _ in range(self.partitions)])
+
     # -- newswire.kafka.Clients ----------------------------------------------------------
 
-    def consumer(self, group: str, role: str) -> _MemoryConsumer:
-        """A consumer of this broker in *group*."""
+    def consumer(self, group: str | None, role: str) -> _MemoryConsumer:
+        """A consumer of this broker in *group* (``None``: assign only)."""
         return _MemoryConsumer(self, group)
 
-    def producer(self, role: str) -> _MemoryProducer:
+    def producer(self, role: str, *, output: bool = False) -> _MemoryProducer:
         """A producer into this broker."""
         return _MemoryProducer(self)
+
+    def admin(self) -> _MemoryAdmin:
+        """Topic and group administration of this broker."""
+        return _MemoryAdmin(self)
 
 
 class _MemoryProducer:
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker
 
-    def send(
+    def produce(
         self,
         topic: str,
-        value: bytes,
+        value: bytes | None,
+        *,
         key: bytes | None = None,
         partition: int | None = None,
-        headers: Any = None,
-    ) -> _Done:
+        headers: Headers | None = None,
+        context: Any = None,
+    ) -> _Delivered:
         self.broker.append(topic, value, key=key, partition=partition, headers=headers)
-        return _Done()
+        return _Delivered(context)
+
+    def flush(self, timeout_s: float | None = None) -> list[Any]:
+        return []
 
     def partitions_for(self, topic: str) -> set[int]:
         return set(range(self.broker.partitions))
 
-    def flush(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self, timeout: float | None = None) -> None:
-        pass
+    def close(self, timeout_s: float = 10.0) -> list[Any]:
+        return []
 
 
 class _MemoryConsumer:
-    def __init__(self, broker: MemoryBroker, group: str) -> None:
+    def __init__(self, broker: MemoryBroker, group: str | None) -> None:
         self.broker = broker
-        self.committed = broker.committed.setdefault(group, {})
+        self.committed = broker.committed.setdefault(group, {}) if group is not None else {}
         self.positions: dict[TopicPartition, int] = {}
-        self.topics: list[str] = []
 
-    def subscribe(self, topics: list[str], listener: Any = None) -> None:
-        self.topics = list(topics)
+    def subscribe(
+        self, topics: Sequence[str], *, on_assign: Rebalance, on_revoke: Rebalance
+    ) -> None:
         for topic in topics:
-            self.broker.topics.setdefault(topic, [[] for _ in range(self.broker.partitions)])
+            self.broker._log(topic)
             for p in range(self.broker.partitions):
                 tp = TopicPartition(topic, p)
                 self.positions[tp] = self.committed.get(tp, 0)
+        on_assign(sorted(self.positions))
+
+    def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        self.positions = {tp: 0 for tp in partitions}
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return set(range(len(self.broker.topics[topic]))) if topic in self.broker.topics else set()
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.positions)
 
-    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
-        budget = max_records or 500
-        batch: dict[TopicPartition, list[_Record]] = {}
+    def poll(self, timeout_s: float, max_records: int) -> dict[TopicPartition, list[Record]]:
+        budget = max_records
+        batch: dict[TopicPartition, list[Record]] = {}
         for tp, position in sorted(self.positions.items()):
-            log = self.broker.topics[tp.topic][tp.partition]
+            log = self.broker._log(tp.topic)[tp.partition]
             taken = log[position : position + budget]
             if taken:
                 batch[tp] = taken
@@ -169,23 +174,46 @@ class _MemoryConsumer:
                 break
         return batch
 
-    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        for tp, meta in offsets.items():
-            self.committed[tp] = meta.offset
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        self.committed.update(offsets)
 
-    def highwater(self, tp: TopicPartition) -> int:
-        return len(self.broker.topics[tp.topic][tp.partition])
+    def high_watermark(self, tp: TopicPartition) -> int | None:
+        return len(self.broker._log(tp.topic)[tp.partition])
 
-    def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: self.highwater(tp) for tp in partitions}
-
-    def position(self, tp: TopicPartition) -> int:
-        return self.positions[tp]
+    def position(self, tp: TopicPartition) -> int | None:
+        return self.positions.get(tp)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp] = offset
 
-    def close(self, autocommit: bool = False) -> None:
+    def rebalancing(self) -> bool:
+        return False
+
+    def close(self, *, leave: bool = True) -> None:
+        pass
+
+
+class _MemoryAdmin:
+    def __init__(self, broker: MemoryBroker) -> None:
+        self.broker = broker
+
+    def list_topics(self) -> set[str]:
+        return set(self.broker.topics)
+
+    def create_topics(self, names: Sequence[str], partitions: int, replication: int) -> list[str]:
+        created = [name for name in names if name not in self.broker.topics]
+        for name in created:
+            self.broker.topics[name] = [[] for _ in range(partitions)]
+        return created
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return set(range(len(self.broker.topics.get(topic, ()))))
+
+    def committed(self, group: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
+        offsets = self.broker.committed.get(group, {})
+        return {tp: offset for tp, offset in offsets.items() if tp.topic in topics}
+
+    def close(self) -> None:
         pass
 
 
@@ -245,7 +273,7 @@ def run_consumer(
         if isinstance(item, bytes):
             broker.append(source, item)
             continue
-        schema = schema_for(item)
+        schema = schema_of(type(item))
         if schema is None:
             raise TypeError(f"cannot encode {type(item).__name__}; pass bytes")
         key = getattr(item, "id", None)
@@ -264,13 +292,13 @@ def run_consumer(
         for record in (r for part in log for r in part):
             if name == DLQ:
                 result.dead_letters.append(
-                    DeadLetter.from_record(record.key, record.value, record.headers)
+                    DeadLetter.from_record(record.key, record.value or b"", record.headers)
                 )
                 continue
             try:
-                schema_name, data = serde.decode(record.value)
+                schema_name, data = serde.decode(record.value or b"")
                 value: Any = model_for(schema_name).model_validate(data)
             except (SerdeError, KeyError, ValueError):
                 value = record.value
-            result.emitted.append(Emitted(name, record.key, value, record.headers))
+            result.emitted.append(Emitted(name, record.key, value, list(record.headers)))
     return result

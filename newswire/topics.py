@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
-
-from newswire.errors import BrokerError
+from newswire.kafka import open_clients
 from newswire.settings import KafkaSettings
 
 __all__ = ["ALL_TOPICS", "DLQ", "DUPLICATES", "ENRICHED", "RAW", "UNIQUE", "ensure_topics"]
@@ -28,27 +24,14 @@ def ensure_topics(settings: KafkaSettings, topics: tuple[str, ...] = ALL_TOPICS)
 
     Every topic gets the same partition count, so that a stage can forward a
     record to the partition it came from and keep the key → partition mapping.
+    Raises :class:`~newswire.errors.BrokerError` (naming the address) when the
+    broker cannot be reached or refuses.
     """
-    from newswire.kafka import client_config
-
+    admin = open_clients(settings).admin()
     try:
-        admin = KafkaAdminClient(**client_config(settings, "admin"))
-    except KafkaError as exc:
-        raise BrokerError(
-            f"cannot reach the broker at {settings.bootstrap}: {exc}", bootstrap=settings.bootstrap
-        ) from exc
-    try:
-        existing = set(admin.list_topics())
-        missing = [t for t in topics if t not in existing]
-        if missing:
-            # A concurrent process may create them first: fine.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(
-                    [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing]
-                )
-            log.info("created topics %s with %d partitions", missing, settings.partitions)
-        return missing
-    except KafkaError as exc:
-        raise BrokerError(f"cannot create topics {topics}: {exc}", topics=topics) from exc
+        created = admin.create_topics(topics, settings.partitions, settings.replication_factor)
     finally:
         admin.close()
+    if created:
+        log.info("created topics %s with %d partitions", created, settings.partitions)
+    return created

@@ -16,7 +16,8 @@ Mapping (seed field ← feed):
 - ``images`` ← ``media:content`` and ``media:thumbnail`` images, image enclosures
 
 A file that is not a feed at all (not XML, no RSS/Atom elements) is one reject.
-Gzip-compressed files are read as well.
+Gzip-compressed files (``heise.xml.gz``, or any name) and responses are read as
+well; the limit applies to the decompressed size.
 """
 
 from __future__ import annotations
@@ -39,7 +40,15 @@ import httpx
 import xxhash
 
 from newswire.settings import ProducerSettings
-from newswire.source import Document, Reject, Source, read_file_limited, walk
+from newswire.source import (
+    GZIP_MAGIC,
+    Document,
+    Reject,
+    Source,
+    gunzip_limited,
+    read_file_limited,
+    walk,
+)
 
 __all__ = [
     "FeedSource",
@@ -50,7 +59,6 @@ __all__ = [
     "parse_feed",
 ]
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 _SPACES = re.compile(r"\s+")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".svg", ".bmp")
@@ -113,14 +121,6 @@ class ParsedFeed:
     version: str
 
 
-def _decompress(data: bytes, max_bytes: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    out = inflater.decompress(data, max_bytes + 1)
-    if len(out) > max_bytes:
-        raise ValueError(f"uncompressed feed is over the limit of {max_bytes} bytes")
-    return out
-
-
 def parse_feed(
     origin: str,
     data: bytes,
@@ -140,13 +140,13 @@ def parse_feed(
             f"feed is {len(data)} bytes, over the limit of {max_bytes} bytes",
             kind="too_large",
         )
-    if data[:2] == _GZIP_MAGIC:
+    if data[:2] == GZIP_MAGIC:
         try:
-            data = _decompress(data, max_bytes)
+            data = gunzip_limited(data, max_bytes)
         except zlib.error as exc:
             return Reject(origin, "", f"corrupt gzip data: {exc}", kind="format")
         except ValueError as exc:
-            return Reject(origin, "", str(exc), kind="too_large")
+            return Reject(origin, "", f"feed {exc}", kind="too_large")
     if not data.strip():
         return Reject(origin, "", "empty file: no feed", kind="empty")
     parsed = feedparser.parse(io.BytesIO(data), response_headers=dict(headers or {}))
@@ -365,7 +365,7 @@ class FeedSource(Source):
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
-        return head[:2] == _GZIP_MAGIC or head.lstrip(_BOM).lstrip().startswith(b"<")
+        return head[:2] == GZIP_MAGIC or head.lstrip(_BOM).lstrip().startswith(b"<")
 
     def inputs(self) -> list[str]:
         """Every feed: URLs and files as given, directories' feed files."""

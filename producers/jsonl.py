@@ -1,8 +1,10 @@
 """JSON lines: one article per line, a JSON object with the seed document's field names.
 
-``-`` reads standard input. Blank lines are skipped; every other line that
-cannot become a document (invalid JSON, not an object, not UTF-8, NUL bytes,
-longer than ``max_document_bytes``) is rejected with its line number.
+``-`` reads standard input; gzip-compressed files are decompressed as they are
+read (the line limit applies to the decompressed lines). Blank lines are
+skipped; every other line that cannot become a document (invalid JSON, not an
+object, not UTF-8, NUL bytes, longer than ``max_document_bytes``) is rejected
+with its line number.
 
 For speed the file is cut into parts of about ``chunk_bytes`` at line
 boundaries (:meth:`JsonLinesSource.split`); worker processes parse them. A line
@@ -11,16 +13,18 @@ too long to keep is skipped while cutting, without holding it in memory.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import sys
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 import orjson
 
 from newswire.settings import ProducerSettings
-from newswire.source import Checkpoint, Document, Reject, Source, walk
+from newswire.source import GZIP_MAGIC, Checkpoint, Document, Reject, Source, walk
 
 __all__ = ["JsonLinesSource"]
 
@@ -171,7 +175,13 @@ class JsonLinesSource(Source):
                 yield from self._cut(_STDIN_ORIGIN, self._stdin or sys.stdin.buffer)
                 continue
             try:
-                stream = open(path, "rb")  # noqa: SIM115 - closed below, parts are lazy
+                with open(path, "rb") as probe:
+                    compressed = probe.read(2) == GZIP_MAGIC
+                # Closed below; parts are cut lazily as the file is read.
+                stream = cast(
+                    IO[bytes],
+                    gzip.open(path, "rb") if compressed else open(path, "rb"),  # noqa: SIM115
+                )
             except OSError as exc:
                 reason = f"cannot read: {exc.strerror or exc}"
                 yield _Rejects([Reject(path, "", reason, kind="io")])
@@ -179,7 +189,7 @@ class JsonLinesSource(Source):
             with stream:
                 yield from self._cut(path, stream)
 
-    def _cut(self, origin: str, stream: BinaryIO) -> Iterator[Source]:
+    def _cut(self, origin: str, stream: IO[bytes]) -> Iterator[Source]:
         """Parts of whole lines; a line longer than the limit is skipped, not kept."""
         limit, size = self.max_bytes, self.chunk_bytes
         line = 1
@@ -190,8 +200,8 @@ class JsonLinesSource(Source):
         while True:
             try:
                 block = stream.read(size)
-            except OSError as exc:
-                reason = f"cannot read: {exc.strerror or exc}"
+            except (OSError, EOFError, zlib.error) as exc:  # gzip: corrupt or cut short
+                reason = f"cannot read: {getattr(exc, 'strerror', None) or exc}"
                 yield _Rejects([Reject(origin, "", reason, kind="io", line=line)])
                 return
             if not block:

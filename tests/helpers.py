@@ -11,9 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from kafka import KafkaConsumer
-
-from newswire.kafka import client_config
+from newswire.kafka import ProducerClient, TopicPartition, open_clients
 from newswire.model import Article
 from newswire.settings import Settings
 from newswire.source import Document, Source
@@ -41,27 +39,25 @@ def wait_for(
 
 def read_topic(settings: Settings, topic: str, *, expect: int, timeout: float = 30.0) -> list[Any]:
     """Read *topic* from the beginning (no group) until *expect* records or the timeout."""
-    consumer = KafkaConsumer(
-        **client_config(settings.kafka, "test-reader"),
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = open_clients(settings.kafka).consumer(None, "test-reader")
     try:
         partitions = wait_for(
-            lambda: consumer.partitions_for_topic(topic), timeout=10, what=f"metadata of {topic}"
+            lambda: consumer.partitions_for(topic), timeout=10, what=f"metadata of {topic}"
         )
-        from kafka import TopicPartition
-
-        consumer.assign([TopicPartition(topic, p) for p in partitions])
-        consumer.seek_to_beginning()
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         records: list[Any] = []
         deadline = time.monotonic() + timeout
         while len(records) < expect and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=200).values():
+            for batch in consumer.poll(0.2, 10_000).values():
                 records.extend(batch)
         return records
     finally:
         consumer.close()
+
+
+def producer_for(settings: Settings) -> ProducerClient:
+    """A producer of the settings' Kafka client (flush it: it returns the failures)."""
+    return open_clients(settings.kafka, settings.producer).producer("test")
 
 
 class ListSource(Source):

@@ -34,6 +34,8 @@ import xxhash
 from prometheus_client import Counter, Gauge
 
 from consumers.dedup.fingerprint import content_hash, tokens
+from consumers.dedup.index import open_index
+from consumers.dedup.settings import DedupSettings
 from consumers.dedup.sketch import Sketch, estimate, sketch_many
 from consumers.dedup.state import (
     KEPT,
@@ -45,7 +47,6 @@ from consumers.dedup.state import (
     content_key,
     id_number,
     id_text,
-    open_index,
     url_key,
 )
 from newswire import Consumer, Event
@@ -116,15 +117,27 @@ class DedupConsumer(Consumer):
 
     name = "dedup"
     topics = (RAW,)
+    settings_model = DedupSettings
+
+    def state_url(self) -> str:
+        """Where the state is: ``state_url``, or the runtime's state dir when it sets one.
+
+        State records Kafka offsets, so with a memory-only broker (``newswire
+        run``, which sets ``NEWSWIRE_RUNNER__STATE_DIR``) it lives with the run.
+        """
+        state_dir = self.context.settings.runner.state_dir
+        if state_dir is not None:
+            return f"sqlite:///{state_dir / 'dedup-state.sqlite'}"
+        return self.context.settings.section(self.name, DedupSettings).state_url
 
     def setup(self) -> None:
-        settings = self.context.settings.dedup
+        settings = self.context.settings.section(self.name, DedupSettings)
         self.min_chars = settings.min_content_chars
         self.near = settings.near
         self.near_threshold = settings.near_threshold
         self.near_min_words = settings.near_min_words
         self.index: SeenIndex = open_index(
-            settings.state_url, max_entries=settings.max_entries, window_s=settings.window_s
+            self.state_url(), max_entries=settings.max_entries, window_s=settings.window_s
         )
         registry = self.context.registry
         labels = ("consumer", "topic")

@@ -36,8 +36,8 @@ from consumers.dedup.state import (
     eviction_victims,
     victim_keys,
 )
+from newswire.database import redact_url
 from newswire.errors import ConfigError, UnavailableError
-from newswire.store import redact_url
 
 __all__ = ["PostgresSeenIndex"]
 

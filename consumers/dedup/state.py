@@ -52,7 +52,6 @@ __all__ = [
     "entries_keys",
     "entry_keys",
     "id_number",
-    "open_index",
     "sketch_keys",
     "url_key",
 ]
@@ -209,21 +208,6 @@ class SeenIndex(Protocol):
     def close(self) -> None:
         """Release the database."""
         ...
-
-
-def open_index(url: str, *, max_entries: int, window_s: int = 0) -> SeenIndex:
-    """The dedup state named by *url*: ``sqlite:///PATH`` or ``postgresql://…``."""
-    if url.startswith("sqlite:"):
-        from newswire.store import sqlite_path
-
-        return SqliteSeenIndex(sqlite_path(url), max_entries=max_entries, window_s=window_s)
-    if url.startswith(("postgresql:", "postgres:")):
-        from consumers.dedup.postgres import PostgresSeenIndex
-
-        return PostgresSeenIndex(url, max_entries=max_entries, window_s=window_s)
-    raise ConfigError(
-        f"unsupported dedup state URL {url!r} (use sqlite:///PATH or postgresql://…)", url=url
-    )
 
 
 # -- SQLite ------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """``newswire articles list|show|search``: query the store (SQLite or PostgreSQL).
 
 The store is ``--store URL`` or ``NEWSWIRE_STORE__URL`` (default
-``sqlite:///newswire.db``); a SQLite file that does not exist is an error, not a
-new empty store. Output is a table, or JSON with ``--json`` (times ISO-8601 UTC).
+``sqlite:///newswire.db``), opened by the store registered for its scheme
+(``newswire.stores``) as a reader; a SQLite file that does not exist is an
+error, not a new empty store. Output is a table, or JSON with ``--json`` (times ISO-8601 UTC).
 ``secured`` is never printed. Exit status: 0, 1 when ``show`` finds nothing,
 2 for a bad option, 3 when the store cannot be opened or read.
 """
@@ -22,7 +23,7 @@ from rich.table import Table
 
 from newswire.cli.common import fail, load_settings, out
 from newswire.errors import NewswireError
-from newswire.stores import ArticleFilter, Store, open_store
+from newswire.store import ArticleFilter, StoreReader, open_reader
 
 articles_app = typer.Typer(
     help="Query the stored articles: list, show, search.", no_args_is_help=True
@@ -62,10 +63,10 @@ def parse_since(value: str, now: dt.datetime | None = None) -> dt.datetime:
 
 
 @contextmanager
-def _store(url: str | None) -> Iterator[Store]:
-    settings = load_settings(store__url=url)
+def _store(url: str | None) -> Iterator[StoreReader]:
     try:
-        store = open_store(settings.store.url, settings=settings.store, create=False)
+        settings = load_settings(store__url=url)
+        store = open_reader(settings.section("store").url, settings)
     except NewswireError as exc:
         raise fail(exc) from exc
     try:

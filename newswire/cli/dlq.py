@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from newswire.cli.common import Bootstrap, fail, load_settings, out
+from newswire.cli.common import EXIT_FAILED, Bootstrap, console, fail, load_settings, out
 from newswire.dlq import DeadLetter, read_dead_letters, replay
 from newswire.errors import NewswireError
 
@@ -85,7 +85,18 @@ def dlq_replay(
         if dry_run:
             out.print(f"would replay {len(letters)} record(s)")
             return
-        sent = replay(settings.kafka, settings.producer, letters)
+        result = replay(settings.kafka, settings.producer, letters)
     except NewswireError as exc:
         raise fail(exc) from exc
-    out.print(f"replayed {sent} record(s) to their source topics")
+    out.print(
+        f"replayed {len(result.acknowledged)} record(s) to their source topics (acknowledged)"
+    )
+    if result.skipped:
+        out.print(f"skipped {len(result.skipped)} record(s) without a source topic")
+    if result.failed:
+        first, why = result.failed[0]
+        console.print(
+            f"[red]error:[/red] {len(result.failed)} record(s) not acknowledged by the broker, "
+            f"e.g. {first.source_topic}/{first.source_partition}/{first.source_offset}: {why}"
+        )
+        raise typer.Exit(EXIT_FAILED)

@@ -34,8 +34,10 @@ from newswire.cli.common import (
 from newswire.errors import ConfigError, NewswireError
 from newswire.publisher import Publisher, PublishSummary
 from newswire.settings import Settings
-from newswire.source import RejectsFile, Source, walk
+from newswire.source import RejectsFile, Scan, Source, detect_file, scan
 from newswire.topics import ensure_topics
+
+log = logging.getLogger(__name__)
 
 AUTO = "auto"
 FOLLOW = "follow"
@@ -70,24 +72,12 @@ def _source_classes() -> dict[str, type[Source]]:
     }
 
 
-def _by_suffix(path: str, classes: dict[str, type[Source]]) -> str | None:
-    lowered = path.lower()
-    return next(
-        (n for n, c in classes.items() if c.suffixes and lowered.endswith(c.suffixes)), None
-    )
-
-
-def _sniff(path: Path, classes: dict[str, type[Source]]) -> str | None:
-    try:
-        with path.open("rb") as f:
-            head = f.read(512)
-    except OSError:
-        return None
-    return next((n for n, c in classes.items() if c.sniff(head)), None)
-
-
 def detect(path: str, classes: dict[str, type[Source]]) -> str:
-    """The source name for one path that is not a directory."""
+    """The source name for one path that is not a directory.
+
+    A file no source recognises goes to the documents source, which says why it
+    is not a document (a file named on the command line is never skipped quietly).
+    """
     if path == STDIN:
         found = next((n for n, c in classes.items() if c.stdin), None)
         if found is None:
@@ -99,11 +89,24 @@ def detect(path: str, classes: dict[str, type[Source]]) -> str:
         if found is None:
             raise ConfigError(f"no registered source reads {scheme}:// URLs: {path}", path=path)
         return found
-    return (
-        _by_suffix(path, classes)
-        or _sniff(Path(path), classes)
-        or (_DEFAULT_FORMAT if _DEFAULT_FORMAT in classes else next(iter(classes)))
-    )
+    name, _why = detect_file(Path(path), classes)
+    return name or (_DEFAULT_FORMAT if _DEFAULT_FORMAT in classes else next(iter(classes)))
+
+
+def report_skipped(found: Scan) -> None:
+    """One line with a count per reason of what directories held and nothing reads;
+    each name at DEBUG."""
+    for path, why in found.skipped_paths:
+        log.debug("skipped %s: %s", path, why)
+    if found.skipped:
+        total = sum(found.skipped.values())
+        reasons = ", ".join(f"{n} {why}" for why, n in found.skipped.most_common())
+        console.print(
+            f"skipped {total} file{'s' if total != 1 else ''} in directories: {reasons}"
+            " (names at DEBUG)",
+            markup=False,
+            highlight=False,
+        )
 
 
 def build_sources(
@@ -113,7 +116,11 @@ def build_sources(
     fmt: str = AUTO,
     follow: list[str] | None = None,
 ) -> list[Source]:
-    """The sources for *paths* (by ``--format`` or detected) and the feed follower."""
+    """The sources for *paths* (by ``--format`` or detected) and the feed follower.
+
+    With ``--format auto`` a directory's files are matched by suffix, else sniffed
+    (:func:`~newswire.source.scan`); what no source reads is reported, not read.
+    """
     sources: list[Source] = []
     if paths:
         if fmt != AUTO:
@@ -121,19 +128,26 @@ def build_sources(
             sources.append(source_class.from_paths(paths, settings.producer))
         else:
             classes = _source_classes()
-            suffixes = tuple(sorted({s for c in classes.values() for s in c.suffixes}))
             grouped: dict[str, list[str]] = defaultdict(list)
+            directories = [
+                Path(p) for p in paths if p != STDIN and "://" not in p and Path(p).is_dir()
+            ]
+            found = scan(directories, classes)
+            report_skipped(found)
+            for name, files in found.files.items():
+                grouped[name].extend(files)
             for path in paths:
-                if path != STDIN and "://" not in path and Path(path).is_dir():
-                    for file in sorted(walk(Path(path), suffixes)):
-                        grouped[detect(str(file), classes)].append(str(file))
-                else:
+                if path == STDIN or "://" in path or not Path(path).is_dir():
                     grouped[detect(path, classes)].append(path)
             for name, names in grouped.items():
                 sources.append(classes[name].from_paths(names, settings.producer))
     if follow:
         follower_class = plugins.load(plugins.SOURCES, FOLLOW)
         sources.append(follower_class.from_paths(follow, settings.producer))
+    for source in sources:
+        model = type(source).settings_model
+        if model is not None:
+            source.config = settings.section(source.name or type(source).__name__, model)
     return sources
 
 
@@ -280,7 +294,17 @@ def _serve_metrics(settings: Settings, registry: CollectorRegistry) -> None:
     if not settings.metrics.enabled:
         return
     from newswire.metrics import serve_metrics
+    from newswire.status import PRODUCER, announce
 
     _server, port = serve_metrics(registry, settings.metrics.host, settings.metrics.port)
     if settings.metrics.port_file is not None:
         settings.metrics.port_file.write_text(str(port))
+    # Found by `newswire status --targets` like the stages are.
+    announce(
+        settings.metrics,
+        consumer="producer",
+        group="",
+        port=port,
+        bootstrap=settings.kafka.bootstrap,
+        role=PRODUCER,
+    )

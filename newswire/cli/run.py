@@ -6,9 +6,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from prometheus_client import CollectorRegistry
 from rich.table import Table
 
 from newswire.cli.common import fail, load_settings, out, raise_on_sigterm
@@ -29,6 +30,9 @@ from newswire.errors import ConfigError, NewswireError
 from newswire.publisher import Publisher, PublishSummary
 from newswire.settings import Settings
 from newswire.source import RejectsFile
+
+if TYPE_CHECKING:
+    from newswire.pipeline import Pipeline
 
 
 def run(
@@ -91,9 +95,9 @@ def run(
     with tempfile.TemporaryDirectory(prefix="newswire-run-") as tmp:
         work = workdir or Path(tmp)
         if not bootstrap:
-            # Offsets of a memory-only broker mean nothing after it stops, and dedup
-            # state records offsets: keep that state with the run.
-            settings.dedup.state_url = f"sqlite:///{work / 'dedup-state.sqlite'}"
+            # Offsets of a memory-only broker mean nothing after it stops: state that
+            # records offsets lives with the run.
+            settings.runner.state_dir = work
         rejects_file = RejectsFile(settings.producer.rejects_path)
         try:
             pipeline = Pipeline(settings, work, stages=parse_scale(scale or []))
@@ -103,9 +107,11 @@ def run(
                     + ", ".join(p.label for p in pipeline.processes)
                     + f", logs in {work}"
                 )
+                registry = CollectorRegistry()
+                _print_metrics_urls(pipeline, _serve_producer_metrics(settings, registry))
                 summary = PublishSummary()
                 if paths or follow:
-                    publisher = Publisher(settings)
+                    publisher = Publisher(settings, registry=registry)
                     try:
                         summary = publish(
                             publisher,
@@ -135,10 +141,49 @@ def run(
             raise fail(exc) from exc
 
 
-def _print_run_summary(settings: Settings, summary: PublishSummary, elapsed: float) -> None:
-    from newswire.store import open_store
+def _serve_producer_metrics(settings: Settings, registry: CollectorRegistry) -> str | None:
+    """Serve this process's producer series like a stage does; announce them for `status`."""
+    if not settings.metrics.enabled:
+        return None
+    from newswire.metrics import serve_metrics
+    from newswire.status import PRODUCER, announce
 
-    store = open_store(settings.store.url)
+    # Loopback and a free port, like the stages `run` starts.
+    settings.metrics.host = "127.0.0.1"
+    _server, port = serve_metrics(registry, settings.metrics.host, 0)
+    announce(
+        settings.metrics,
+        consumer="producer",
+        group="",
+        port=port,
+        bootstrap=settings.kafka.bootstrap,
+        role=PRODUCER,
+    )
+    return f"http://127.0.0.1:{port}/metrics"
+
+
+def _print_metrics_urls(pipeline: Pipeline, producer_url: str | None, wait_s: float = 15.0) -> None:
+    """Print every process's /metrics URL (a stage's once it has bound its port)."""
+    deadline = time.monotonic() + wait_s
+    while any(s.port is None for s in pipeline.processes) and time.monotonic() < deadline:
+        pipeline.check_alive()
+        time.sleep(0.1)
+    urls = [("producer", producer_url)] if producer_url else []
+    urls += [
+        (s.label, f"http://127.0.0.1:{s.port}/metrics" if s.port else "(not up yet)")
+        for s in pipeline.processes
+    ]
+    if urls:
+        # One line each: URLs stay whole (copyable) on a narrow terminal.
+        out.print("metrics (`newswire status --targets FILE` writes them for Prometheus):")
+        for label, url in urls:
+            out.print(f"  {label:<10} {url}", soft_wrap=True)
+
+
+def _print_run_summary(settings: Settings, summary: PublishSummary, elapsed: float) -> None:
+    from newswire.store import open_reader
+
+    store = open_reader(settings.section("store").url, settings)
     try:
         stored = store.count("articles")
         duplicates = store.duplicates_by_reason()

@@ -19,10 +19,7 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
-
 from newswire.errors import ConfigError
-from newswire.model import Article, EnrichedArticle, Sighting
 from newswire.serde._base import AvroSerde, Fields, RecordEncoder, Serde, Writer, project
 from newswire.serde._schemas import (
     ARTICLE,
@@ -52,7 +49,6 @@ __all__ = [
     "Writer",
     "modes",
     "project",
-    "schema_for",
     "schemas_dir",
     "serde_for",
 ]
@@ -65,19 +61,6 @@ MODES: dict[str, str] = {
 
 #: Entry-point group where other packages register wire formats.
 SERDES = "newswire.serdes"
-
-#: The Avro record name of each built-in model.
-_SCHEMA_OF_MODEL: dict[type[BaseModel], str] = {
-    Article: ARTICLE,
-    EnrichedArticle: ENRICHED_ARTICLE,
-    Sighting: SIGHTING,
-}
-
-
-def schema_for(model: BaseModel | type[BaseModel]) -> str | None:
-    """The Avro record name of a built-in model (class or instance), or None."""
-    cls = model if isinstance(model, type) else type(model)
-    return _SCHEMA_OF_MODEL.get(cls)
 
 
 def modes() -> dict[str, str]:

@@ -9,10 +9,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 
 from newswire.dlq import DeadLetter
-from newswire.kafka import client_config
 from newswire.model import Article
 from newswire.pipeline import Pipeline, StageProcess
 from newswire.publisher import Publisher
@@ -22,7 +20,7 @@ from newswire.source import RejectsFile
 from newswire.topics import DLQ, RAW, UNIQUE
 from producers.documents import DocumentSource
 from tests.conftest import ARTICLES, SEED
-from tests.helpers import ListSource, generated_articles, read_topic, wait_for
+from tests.helpers import ListSource, generated_articles, producer_for, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -120,9 +118,9 @@ def test_undecodable_record_goes_to_dlq_and_the_stage_keeps_going(
     settings: Settings, tmp_path: Path
 ) -> None:
     garbage = b"\x00\x01 definitely not avro"
-    producer = KafkaProducer(**client_config(settings.kafka, "test"))
-    producer.send(RAW, key=b"bad", value=garbage).get(10)
-    producer.close()
+    producer = producer_for(settings)
+    producer.produce(RAW, garbage, key=b"bad")
+    assert producer.close() == []
     summary = publish(settings, DocumentSource([SEED]))
 
     dedup_only = Pipeline(settings, tmp_path / "work", stages={"dedup": 1})

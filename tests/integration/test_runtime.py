@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from newswire import Article, Consumer, EnrichedArticle, RetriableError
 from newswire.dlq import read_dead_letters
-from newswire.kafka import client_config
+from newswire.kafka import open_clients
 from newswire.pipeline import Pipeline
 from newswire.runner import Runner
 from newswire.serde import ARTICLE, ENRICHED_ARTICLE, SingleObjectSerde
@@ -28,7 +27,7 @@ from newswire.settings import Settings
 from newswire.status import discover, snapshot
 from newswire.topics import ENRICHED, UNIQUE
 from tests.conftest import SEED
-from tests.helpers import read_topic, seed_fields, wait_for
+from tests.helpers import producer_for, read_topic, seed_fields, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +46,11 @@ def article(n: int, title: str | None = None, excerpt: str | None = None) -> Art
 
 
 def send(settings: Settings, topic: str, items: list[Article]) -> None:
-    producer = KafkaProducer(**client_config(settings.kafka, "test"), linger_ms=5)
+    producer = producer_for(settings)
     schema = ENRICHED_ARTICLE if topic == ENRICHED else ARTICLE
     for item in items:
-        producer.send(topic, key=item.id.encode(), value=SERDE.encode(schema, item.model_dump()))
-    producer.flush()
-    producer.close()
+        producer.produce(topic, SERDE.encode(schema, item.model_dump()), key=item.id.encode())
+    assert producer.close() == []
 
 
 def assigned_partitions(log: Path) -> set[int]:
@@ -152,18 +150,12 @@ def test_sigterm_finishes_commits_and_leaves(settings: Settings, pipeline: Pipel
     stage.process.send_signal(signal.SIGTERM)
     assert stage.process.wait(15) == 0
     assert "enrich: stopped" in stage.log_path.read_text()
-    group = KafkaConsumer(
-        **client_config(settings.kafka, "test"),
-        group_id="newswire.enrich",
-        enable_auto_commit=False,
-    )
+    admin = open_clients(settings.kafka).admin()
     try:
-        committed = [
-            group.committed(TopicPartition(UNIQUE, p)) for p in range(settings.kafka.partitions)
-        ]
+        committed = admin.committed("newswire.enrich", [UNIQUE])
     finally:
-        group.close()
-    assert sum(c or 0 for c in committed) == len(items)
+        admin.close()
+    assert sum(committed.values()) == len(items)
 
 
 class Picky(Consumer):

@@ -4,6 +4,7 @@ good document is sent, the same result with one worker or several, and the CLI."
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import sqlite3
@@ -356,3 +357,31 @@ def test_one_bad_document_never_takes_others_with_it(settings: Settings, tmp_pat
         for r in read_topic(settings, RAW, expect=30)
     }
     assert titles == {f"Good {n}" for n in range(20)} | {f"Line {n}" for n in range(10)}
+
+
+def test_a_directory_of_odd_names_is_sniffed_and_skips_are_reported(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Issue 12 item 5: seed.dat, feed.dat and heise.xml.gz in a directory were 0 documents
+    (exit 0); named one by one they were sniffed and sent. Now the directory is the same."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(ARTICLES / "000_e6160929f81e6bcd.txt", inbox / "seed.dat")
+    shutil.copy(FEEDS / "rss091.xml", inbox / "feed.dat")
+    (inbox / "heise.xml.gz").write_bytes(
+        gzip.compress((FEEDS / "rss-parser2_heise.atom").read_bytes())
+    )
+    (inbox / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF")
+    (inbox / ".hidden.txt").write_text("---\ntitle: hidden\n---\n")
+    common = ["--bootstrap", settings.kafka.bootstrap, "--no-progress"]
+    by_dir = newswire("produce", str(inbox), *common, cwd=tmp_path)
+    assert by_dir.returncode == 0, by_dir.stderr[-3000:]
+    assert "18 sent, 0 rejected" in by_dir.stdout, by_dir.stdout
+    assert "skipped 2 files in directories: 1 hidden, 1 not recognised by any source" in (
+        by_dir.stderr
+    )
+    named = [str(inbox / n) for n in ("seed.dat", "feed.dat", "heise.xml.gz")]
+    one_by_one = newswire("produce", *named, *common, cwd=tmp_path)
+    assert "18 sent, 0 rejected" in one_by_one.stdout, one_by_one.stdout
+    records = read_topic(settings, RAW, expect=36)
+    assert Counter(r.key for r in records) == Counter({r.key: 2 for r in records})

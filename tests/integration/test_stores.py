@@ -20,24 +20,30 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from consumers.enrich import Enricher
 from consumers.store import StoreConsumer
+from consumers.store.base import SCHEMA_VERSION
+from consumers.store.postgres import MIGRATIONS, PostgresStore
 from newswire.cli.app import app
 from newswire.dlq import DeadLetter
-from newswire.kafka import client_config
 from newswire.model import Article, Sighting
 from newswire.runner import Runner
 from newswire.serde import ENRICHED_ARTICLE, SIGHTING, SingleObjectSerde
 from newswire.settings import Settings
-from newswire.store import SCHEMA_VERSION, Store, open_store
-from newswire.stores.postgres import MIGRATIONS, PostgresStore
+from newswire.store import open_writer
 from newswire.topics import DLQ, DUPLICATES, ENRICHED
 from tests.conftest import ARTICLES, SEED
-from tests.helpers import TcpProxy, generated_articles, read_topic, seed_fields, wait_for
+from tests.helpers import (
+    TcpProxy,
+    generated_articles,
+    producer_for,
+    read_topic,
+    seed_fields,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -97,29 +103,23 @@ def produce(
 ) -> None:
     """Send enriched articles and sightings, keyed by article id (or all to *partition*)."""
     serde = SingleObjectSerde()
-    producer = KafkaProducer(**client_config(settings.kafka, "test"), linger_ms=5)
+    producer = producer_for(settings)
     try:
-        futures = [
-            producer.send(
+        for r in articles:
+            producer.produce(
                 ENRICHED,
+                serde.encode(ENRICHED_ARTICLE, r),
                 key=r["id"].encode(),
-                value=serde.encode(ENRICHED_ARTICLE, r),
                 partition=partition,
             )
-            for r in articles
-        ]
-        futures += [
-            producer.send(
+        for s in sightings:
+            producer.produce(
                 DUPLICATES,
+                serde.encode(SIGHTING, s),
                 key=s["duplicate_of"].encode(),
-                value=serde.encode(SIGHTING, s),
                 partition=partition,
             )
-            for s in sightings
-        ]
-        producer.flush()
-        for future in futures:
-            future.get(10)
+        assert producer.flush() == []
     finally:
         producer.close()
 
@@ -178,7 +178,7 @@ class ReplayStore(StoreConsumer):
     name = "store-replay"
 
 
-def snapshot(store: Store) -> dict[str, list[dict[str, Any]]]:
+def snapshot(store: Any) -> dict[str, list[dict[str, Any]]]:
     """Every table, without the columns that say *when* (they differ between runs)."""
     return {
         table: [{k: v for k, v in row.items() if k not in TIMES} for row in store.dump(table)]
@@ -240,7 +240,7 @@ def test_replaying_the_topics_from_offset_zero_changes_no_rows(
             timeout=90,
             what="the store group to drain both topics",
         )
-    store = open_store(store_url)
+    store = open_writer(store_url)
     try:
         before = snapshot(store)
         assert len(before["articles"]) == 300
@@ -273,7 +273,7 @@ def test_a_replayed_version_is_not_rewritten_but_another_with_the_same_times_is(
     store_url: str,
 ) -> None:
     record = generated_records(1)[0]
-    with open_store(store_url) as store:
+    with open_writer(store_url) as store:
         store.write([record], [])
         (first,) = store.dump("articles")
         store.write([record], [])
@@ -344,7 +344,7 @@ def test_an_outage_mid_run_loses_nothing_duplicates_nothing_and_shows_in_the_met
         assert run.metric("newswire_store_outage_seconds_total") > 0.1
 
     assert run.metric("newswire_consumer_dlq_total") == 0
-    store = open_store(postgres_url)
+    store = open_writer(postgres_url)
     try:
         assert {r["id"] for r in store.dump("articles")} == ids
         assert store.count("articles") == len(records)
@@ -380,7 +380,7 @@ def test_a_terminated_session_like_a_server_restart_is_reconnected(
     settings: Settings, postgres_url: str
 ) -> None:
     settings.store.url = postgres_url
-    settings.store.application_name = f"newswire-test-{uuid.uuid4().hex[:8]}"
+    settings.postgresql.application_name = f"newswire-test-{uuid.uuid4().hex[:8]}"
     settings.runner.retry_backoff_max_ms = 500
     first, second = generated_records(200)[:100], generated_records(200)[100:]
     produce(settings, first)
@@ -393,7 +393,7 @@ def test_a_terminated_session_like_a_server_restart_is_reconnected(
                 row = admin.execute(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                     "WHERE application_name = %s",
-                    (settings.store.application_name,),
+                    (settings.postgresql.application_name,),
                 ).fetchone()
                 return int(row[0]) if row else 0
 
@@ -450,7 +450,7 @@ def test_a_refused_record_goes_to_the_dlq_and_its_batch_mates_are_stored(
         assert "CHECK constraint" in letter.error_message
     assert run.metric("newswire_consumer_dlq_total", error="StoreError") == 1
 
-    store = open_store(store_url)
+    store = open_writer(store_url)
     try:
         stored = {r["id"] for r in store.dump("articles")}
         expected = (
@@ -478,7 +478,7 @@ def articles_cli(*args: str) -> Any:
 @pytest.fixture
 def filled(store_url: str) -> Iterator[str]:
     """The fixture articles, one sighting of the laptop story and an older version of the seed."""
-    store = open_store(store_url)
+    store = open_writer(store_url)
     records = fixture_records()
     laptop = next(r for r in records if r["original_url"].endswith("39310793"))
     store.write(records, [sighting(7, laptop["id"]), sighting(8, laptop["id"], reason="near")])
@@ -694,7 +694,7 @@ def test_newswire_run_gives_the_same_rows_in_postgresql_and_sqlite(
         assert result.returncode == 0, result.stderr[-3000:]
         assert "articles in store" in result.stdout
 
-    with open_store(postgres_url) as pg, open_store(sqlite_url) as lite:
+    with open_writer(postgres_url) as pg, open_writer(sqlite_url) as lite:
         in_pg, in_sqlite = snapshot(pg), snapshot(lite)
     assert in_pg == in_sqlite
     originals = [p for p in ARTICLES.glob("0*.txt") if "_variant_" not in p.name]

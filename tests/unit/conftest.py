@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from consumers.enrich import Enricher
-from newswire.store import SqliteStore
+from consumers.store.sqlite import SqliteStore
 
 
 @pytest.fixture(scope="session")

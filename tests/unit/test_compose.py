@@ -1,5 +1,7 @@
 """Static checks of the deployment files: docker-compose.yml, the Dockerfile,
-deploy/prometheus.yml and the Grafana datasource provisioning.
+deploy/prometheus/prometheus.yml and the Grafana provisioning (the rules and the
+dashboard's queries are tested against a real Prometheus in test_monitoring.py and
+tests/integration/test_prometheus.py).
 
 The structural tests read the files with PyYAML. ``test_compose_config_validates``
 additionally runs the Compose implementation's own validator (``docker compose
@@ -23,9 +25,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-PROMETHEUS_FILE = ROOT / "deploy" / "prometheus.yml"
+PROMETHEUS_FILE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA_DATASOURCE_FILE = (
     ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+)
+GRAFANA_DASHBOARDS_PROVIDER = (
+    ROOT / "deploy" / "grafana" / "provisioning" / "dashboards" / "newswire.yml"
 )
 
 PIPELINE = ("dedup", "enrich", "store")
@@ -286,12 +291,15 @@ def test_prometheus_and_grafana_services(services):
     prom = services["prometheus"]
     assert str(prom["image"]).startswith("prom/prometheus:")
     mounts = {target: source for source, target in _volume_mounts(prom)}
-    assert Path(mounts["/etc/prometheus/prometheus.yml"]) == Path("./deploy/prometheus.yml")
+    # the config and the rules/ it loads, in one directory
+    assert Path(mounts["/etc/prometheus"]) == Path("./deploy/prometheus")
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prom["command"]
 
     grafana = services["grafana"]
     assert str(grafana["image"]).startswith("grafana/grafana:")
     mounts = {target: source for source, target in _volume_mounts(grafana)}
     assert Path(mounts["/etc/grafana/provisioning"]) == Path("./deploy/grafana/provisioning")
+    assert Path(mounts["/etc/grafana/dashboards"]) == Path("./deploy/grafana/dashboards")
     source = mounts.get("/var/lib/grafana")
     assert source and not _is_bind(source)
 
@@ -299,16 +307,35 @@ def test_prometheus_and_grafana_services(services):
 # --------------------------------------------------------------------------- prometheus / grafana
 
 
-def test_prometheus_scrapes_every_pipeline_service(prometheus):
+def test_prometheus_scrapes_every_replica_of_every_pipeline_service(prometheus):
     jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
     for name in PIPELINE:
         assert name in jobs, f"no scrape job labelled {name!r}"
         job = jobs[name]
         assert job.get("metrics_path", "/metrics") == "/metrics"
-        targets = [t for sc in job.get("static_configs", []) for t in sc.get("targets", [])]
-        assert f"{name}:{METRICS_PORT}" in targets, (
-            f"job {name} does not scrape {name}:{METRICS_PORT}"
-        )
+        # DNS service discovery: the service name resolves to every replica (--scale).
+        assert not job.get("static_configs"), f"job {name} has fixed targets"
+        (dns,) = job["dns_sd_configs"]
+        assert dns["names"] == [name]
+        assert dns.get("type", "SRV") == "A"
+        assert str(dns["port"]) == METRICS_PORT
+
+
+def test_prometheus_loads_the_shipped_rules(prometheus):
+    rule_files = prometheus["rule_files"]
+    loaded = {p for pattern in rule_files for p in PROMETHEUS_FILE.parent.glob(pattern)}
+    assert loaded == set((PROMETHEUS_FILE.parent / "rules").glob("*.yml"))
+    assert len(loaded) >= 2, "alerts and recording rules"
+
+
+def test_grafana_provisions_the_dashboard_and_opens_on_it(services):
+    provider = _load(GRAFANA_DASHBOARDS_PROVIDER)
+    assert provider["apiVersion"] == 1
+    (files,) = [p for p in provider["providers"] if p["type"] == "file"]
+    assert files["options"]["path"] == "/etc/grafana/dashboards"
+    home = _env(services["grafana"])["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith("/etc/grafana/dashboards/")
+    assert (ROOT / "deploy" / "grafana" / "dashboards" / Path(home).name).is_file()
 
 
 def test_grafana_datasource(services):

@@ -15,8 +15,9 @@ import pytest
 from consumers.dedup import DedupConsumer
 from consumers.dedup.consumer import Verdict
 from consumers.dedup.fingerprint import tokens
+from consumers.dedup.index import open_index
 from consumers.dedup.postgres import PostgresSeenIndex
-from consumers.dedup.state import Entry, SqliteSeenIndex, open_index
+from consumers.dedup.state import Entry, SqliteSeenIndex
 from newswire.consumer import Event
 from newswire.errors import ConfigError
 from newswire.serde import ARTICLE

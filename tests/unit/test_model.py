@@ -295,3 +295,34 @@ def test_sighting_times_are_utc() -> None:
         seen_at="2021-02-18T23:45:00+02:00",
     )
     assert sighting.seen_at == dt.datetime(2021, 2, 18, 21, 45, tzinfo=UTC)
+
+
+def test_an_input_field_named_like_an_enriched_field_is_kept_in_extras() -> None:
+    # `language` is an EnrichedArticle field, not an Article one: it must not vanish.
+    article = Article.model_validate(
+        {
+            "title": "t",
+            "originalUrl": "https://example.com/a",
+            "language": "de",
+            "word_count": 12,
+        }
+    )
+    assert article.extras == {"language": '"de"', "word_count": "12"}
+    enriched = EnrichedArticle.model_validate(
+        {"title": "t", "originalUrl": "https://example.com/a", "language": "de"}
+    )
+    assert enriched.language == "de"
+    assert "language" not in enriched.extras
+
+
+def test_one_map_names_the_schema_of_each_model() -> None:
+    from newswire import serde
+    from newswire.model import model_for, schema_of
+
+    for model, name in (
+        (Article, serde.ARTICLE),
+        (EnrichedArticle, serde.ENRICHED_ARTICLE),
+        (Sighting, serde.SIGHTING),
+    ):
+        assert schema_of(model) == name
+        assert model_for(name) is model

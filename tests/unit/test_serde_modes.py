@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from consumers.enrich import Enricher
 from newswire.errors import ConfigError, SerdeError
-from newswire.model import Article, EnrichedArticle, Sighting
+from newswire.model import EnrichedArticle, Sighting
 from newswire.serde import (
     ARTICLE,
     ENRICHED_ARTICLE,
@@ -23,7 +23,6 @@ from newswire.serde import (
     Serde,
     SingleObjectSerde,
     project,
-    schema_for,
     serde_for,
 )
 from newswire.serde.registry import RegistrySerde
@@ -314,11 +313,3 @@ def test_registry_auth_must_be_user_colon_password() -> None:
     )
     with pytest.raises(ConfigError, match="user:password"):
         serde_for(settings)
-
-
-def test_schema_for_names_the_built_in_models() -> None:
-    assert schema_for(article()) == ARTICLE
-    assert schema_for(EnrichedArticle) == ENRICHED_ARTICLE
-    assert schema_for(Sighting) == SIGHTING
-    assert schema_for(Settings()) is None  # type: ignore[arg-type]
-    assert isinstance(article(), Article)

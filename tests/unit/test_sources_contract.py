@@ -4,7 +4,9 @@ constructor and the fast Avro record (both must equal what they replace), durati
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -15,7 +17,15 @@ from newswire.cli.produce import _source_classes, build_sources, detect, parse_d
 from newswire.errors import ConfigError
 from newswire.publisher import Encoder, avro_record, validate
 from newswire.settings import Settings
-from newswire.source import Document, Reject
+from newswire.source import (
+    SKIP_EMPTY,
+    SKIP_HIDDEN,
+    SKIP_PROJECT_FILE,
+    SKIP_UNRECOGNISED,
+    Document,
+    Reject,
+    scan,
+)
 from producers.documents import DocumentSource, FrontMatterError, load_front_matter
 from producers.feeds import FeedSource
 from producers.follow import FeedFollower
@@ -216,3 +226,86 @@ def test_the_encoder_stamps_ingest_time_and_source_and_counts_extras() -> None:
 def test_front_matter_that_refers_to_itself_is_refused() -> None:
     with pytest.raises(FrontMatterError, match="refers to itself"):
         load_front_matter("r: &r [*r]\n")
+
+
+# -- directories: sniffed, gzip, skipped files reported ------------------------------------------
+
+
+def odd_names_inbox(root: Path) -> Path:
+    """Issue 12 item 5: files whose names say nothing, gzip, and things to skip."""
+    root.mkdir()
+    shutil.copy(ARTICLES / "000_e6160929f81e6bcd.txt", root / "seed.dat")
+    shutil.copy(FIXTURES / "feeds" / "rss091.xml", root / "feed.dat")
+    (root / "heise.xml.gz").write_bytes(
+        gzip.compress((FIXTURES / "feeds" / "rss-parser2_heise.atom").read_bytes())
+    )
+    (root / "lines.dat").write_text('{"title": "x", "originalUrl": "https://e.com/x"}\n')
+    (root / "more.jsonl.gz").write_bytes(
+        gzip.compress(b'{"title": "y", "originalUrl": "https://e.com/y"}\n')
+    )
+    (root / "blob.gz").write_bytes(
+        gzip.compress(b"---\ntitle: z\noriginalUrl: https://e.com/z\n---\n")
+    )
+    (root / "README.md").write_text("# not an article")
+    (root / ".DS_Store").write_bytes(b"\x00\x01")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (root / "empty.dat").write_bytes(b"")
+    (root / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF")
+    (root / "notes.csv").write_text("a,b\n1,2\n")
+    return root
+
+
+def test_a_directory_is_sniffed_like_named_files_and_skips_are_counted(tmp_path: Path) -> None:
+    root = odd_names_inbox(tmp_path / "inbox")
+    found = scan([root], _source_classes())
+    names = {k: sorted(Path(p).name for p in v) for k, v in found.files.items()}
+    assert names == {
+        "documents": ["blob.gz", "seed.dat"],
+        "feed": ["feed.dat", "heise.xml.gz"],
+        "jsonl": ["lines.dat", "more.jsonl.gz"],
+    }
+    assert found.skipped == {
+        SKIP_HIDDEN: 2,
+        SKIP_PROJECT_FILE: 1,
+        SKIP_EMPTY: 1,
+        SKIP_UNRECOGNISED: 2,
+    }
+    assert sorted(Path(p).name for p, why in found.skipped_paths if why == SKIP_UNRECOGNISED) == [
+        "notes.csv",
+        "photo.jpg",
+    ]
+    # Named on the command line, each file goes to the same source as in the directory.
+    classes = _source_classes()
+    for source_name, files in found.files.items():
+        assert {detect(f, classes) for f in files} == {source_name}
+
+
+def test_gzip_documents_and_json_lines_are_read(tmp_path: Path) -> None:
+    root = odd_names_inbox(tmp_path / "inbox")
+    by_type = {type(s): s for s in build_sources([str(root)], Settings())}
+    documents = list(by_type[DocumentSource])
+    assert [d.fields["title"] for d in documents if isinstance(d, Document)] == [
+        "z",
+        "Minneapolis becomes latest city to ban use of facial recognition technology",
+    ]
+    lines = [d for d in by_type[JsonLinesSource] if isinstance(d, Document)]
+    assert sorted(d.fields["title"] for d in lines) == ["x", "y"]
+    entries = [d for d in by_type[FeedSource] if isinstance(d, Document)]
+    assert len(entries) == 15 + 2
+
+
+def test_the_skipped_report_counts_each_reason_and_names_files_at_debug(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    root = odd_names_inbox(tmp_path / "inbox")
+    with caplog.at_level(logging.DEBUG, logger="newswire.cli.produce"):
+        build_sources([str(root)], Settings())
+    err = capsys.readouterr().err
+    assert "skipped 6 files in directories: " in err
+    assert (
+        f"2 {SKIP_HIDDEN}" in err and f"2 {SKIP_UNRECOGNISED}" in err and f"1 {SKIP_EMPTY}" in err
+    )
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("photo.jpg" in m and SKIP_UNRECOGNISED in m for m in debug)
+    assert any(".git" in m and SKIP_HIDDEN in m for m in debug)

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from consumers.enrich import Enricher
+from consumers.store.base import SCHEMA_VERSION
+from consumers.store.sqlite import SqliteStore, sqlite_path
 from newswire.errors import ConfigError, StoreError
-from newswire.store import SCHEMA_VERSION, SqliteStore, open_store, sqlite_path
+from newswire.store import open_writer
 from tests.unit.support import ARTICLES, SEED, enriched, fields
 
 UTC = dt.UTC
@@ -317,13 +319,13 @@ def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
 def test_open_store_and_sqlite_urls(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "s.db"
     assert sqlite_path(f"sqlite:///{path}") == str(path)
-    opened = open_store(f"sqlite:///{path}")
+    opened = open_writer(f"sqlite:///{path}")
     try:
         assert isinstance(opened, SqliteStore)
         assert path.exists()
     finally:
         opened.close()
     with pytest.raises(ConfigError):
-        open_store("mysql://localhost/db")
+        open_writer("mysql://localhost/db")
     with pytest.raises(ConfigError):
         sqlite_path("postgresql://localhost/db")

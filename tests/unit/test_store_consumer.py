@@ -21,11 +21,11 @@ from newswire.topics import DUPLICATES, ENRICHED
 from tests.unit.support import SEED, record
 
 
-def make_consumer(tmp_path: Path, **store: Any) -> tuple[StoreConsumer, CollectorRegistry]:
+def make_consumer(tmp_path: Path, **sqlite: Any) -> tuple[StoreConsumer, CollectorRegistry]:
     settings = Settings()
     settings.store.url = f"sqlite:///{tmp_path / 'store.db'}"
-    for key, value in store.items():
-        setattr(settings.store, key, value)
+    for key, value in sqlite.items():
+        setattr(settings.sqlite, key, value)
     registry = CollectorRegistry()
     consumer = StoreConsumer()
     consumer.bind(
@@ -119,7 +119,7 @@ def test_an_event_of_another_schema_is_refused(tmp_path: Path) -> None:
 
 
 def test_time_in_an_outage_is_counted_until_the_store_is_back(tmp_path: Path) -> None:
-    consumer, registry = make_consumer(tmp_path, sqlite_busy_timeout_s=0.05)
+    consumer, registry = make_consumer(tmp_path, busy_timeout_s=0.05)
     other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
     try:
         other.execute("BEGIN EXCLUSIVE")  # another writer holds the database

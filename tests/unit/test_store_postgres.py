@@ -6,9 +6,10 @@ import psycopg
 import pytest
 from psycopg import errors as pg
 
+from consumers.store.postgres import PostgresStore
 from newswire.errors import ConfigError, StoreError, UnavailableError
-from newswire.settings import StoreSettings
-from newswire.store import PostgresStore, open_store
+from newswire.settings import Settings
+from newswire.store import open_writer
 
 
 def lazy(url: str = "postgresql://u:s3cret@db.example:5433/news", **kw: object) -> PostgresStore:
@@ -39,9 +40,12 @@ def test_what_the_url_says_wins_over_the_defaults() -> None:
 
 
 def test_open_store_picks_postgres_for_its_schemes() -> None:
-    settings = StoreSettings(connect_timeout_s=7, statement_timeout_ms=1000, application_name="x")
+    settings = Settings()
+    settings.postgresql.connect_timeout_s = 7
+    settings.postgresql.statement_timeout_ms = 1000
+    settings.postgresql.application_name = "x"
     for url in ("postgresql://h/db", "postgres://h/db", "postgresql+psycopg://h/db"):
-        store = open_store(url, settings=settings, connect=False)
+        store = open_writer(url, settings, connect=False)
         assert isinstance(store, PostgresStore)
         assert store._params["connect_timeout"] == "7"
         assert store._params["application_name"] == "x"

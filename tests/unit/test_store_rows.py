@@ -7,21 +7,21 @@ from typing import Any
 
 import pytest
 
-from newswire.cli.articles import parse_since
-from newswire.stores.base import (
+from consumers.store.base import (
     ARTICLE_COLUMNS,
     Batch,
     article_out,
     article_row,
     image_rows,
     iso,
-    redact_url,
     related_rows,
     search_terms,
     topic_rows,
     version_key,
 )
-from newswire.stores.sqlite import fts_query
+from consumers.store.sqlite import fts_query
+from newswire.cli.articles import parse_since
+from newswire.database import redact_url
 
 UTC = dt.UTC
 T0 = dt.datetime(2021, 2, 18, 21, 45, tzinfo=UTC)

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from consumers.enrich import Enricher
+from consumers.store.base import SCHEMA_VERSION
+from consumers.store.sqlite import MIGRATIONS, SqliteStore
 from newswire.errors import ConfigError, UnavailableError
-from newswire.settings import StoreSettings
-from newswire.store import SCHEMA_VERSION, SqliteStore, open_store
-from newswire.stores import ArticleFilter
-from newswire.stores.sqlite import MIGRATIONS
+from newswire.settings import Settings
+from newswire.store import ArticleFilter, open_reader, open_writer
 from tests.unit.support import ARTICLES, SEED, enriched
 
 UTC = dt.UTC
@@ -155,13 +155,15 @@ def test_a_locked_database_is_an_outage_not_a_refused_record(
 
 def test_synchronous_and_other_settings_reach_the_store(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    settings = StoreSettings(url=url, sqlite_synchronous="normal", sqlite_busy_timeout_s=1.5)
-    with open_store(url, settings=settings) as opened:
+    settings = Settings()
+    settings.sqlite.synchronous = "NORMAL"
+    settings.sqlite.busy_timeout_s = 1.5
+    with open_writer(url, settings) as opened:
         assert isinstance(opened, SqliteStore)
         assert opened.query("PRAGMA synchronous")[0][0] == 1  # NORMAL
         assert opened.busy_timeout_s == 1.5
         assert opened.query("PRAGMA journal_mode")[0][0] == "wal"
-    with open_store(url) as default:
+    with open_writer(url) as default:
         assert default.query("PRAGMA synchronous")[0][0] == 2  # FULL
     with pytest.raises(ConfigError):
         SqliteStore(tmp_path / "x.db", synchronous="SOMETIMES")
@@ -170,9 +172,9 @@ def test_synchronous_and_other_settings_reach_the_store(tmp_path: Path) -> None:
 def test_open_store_without_create_or_connect(tmp_path: Path) -> None:
     path = tmp_path / "absent.db"
     with pytest.raises(ConfigError, match="no such store"):
-        open_store(f"sqlite:///{path}", create=False)
+        open_reader(f"sqlite:///{path}")
     assert not path.exists()
-    lazy = open_store(f"sqlite:///{path}", connect=False)
+    lazy = open_writer(f"sqlite:///{path}", connect=False)
     assert not path.exists()
     assert lazy.count("articles") == 0  # connects on first use
     lazy.close()

@@ -23,14 +23,15 @@ import time
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import BaseModel, Field
 
 from newswire import Consumer, Event
 from newswire.errors import UnavailableError
 from newswire.serde import ENRICHED_ARTICLE, SIGHTING
-from newswire.store import Store, open_store
+from newswire.store import StoreWriter, open_writer
 from newswire.topics import DUPLICATES, ENRICHED
 
-__all__ = ["StoreConsumer", "StoreMetrics"]
+__all__ = ["StoreConsumer", "StoreMetrics", "StoreSettings"]
 
 _WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -77,16 +78,27 @@ class StoreMetrics:
         )
 
 
+class StoreSettings(BaseModel):
+    """Where the ``store`` consumer writes and ``newswire articles`` reads (NEWSWIRE_STORE__*)."""
+
+    url: str = Field(
+        "sqlite:///newswire.db",
+        description="sqlite:///PATH (sqlite:////abs/path), postgresql://user:pw@host:port/db, "
+        "or the URL of any store registered in newswire.stores",
+    )
+
+
 class StoreConsumer(Consumer):
     """Writes ``articles.enriched`` and ``articles.duplicates`` to the store."""
 
     name = "store"
     topics = (ENRICHED, DUPLICATES)
+    settings_model = StoreSettings
 
     def setup(self) -> None:
-        settings = self.context.settings.store
+        settings: StoreSettings = self.context.settings.section(self.name, StoreSettings)
         # A bad URL or a schema newer than this newswire fails here, at start-up.
-        self.store: Store = open_store(settings.url, settings=settings, connect=False)
+        self.store: StoreWriter = open_writer(settings.url, self.context.settings, connect=False)
         self.metrics = StoreMetrics.create(self.context.registry)
         # Every series exists from the start, at 0: rate() and alerts need no special case.
         self.metrics.rows.labels(self.name, ENRICHED, "articles")

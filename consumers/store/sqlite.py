@@ -15,10 +15,11 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from newswire.errors import ConfigError, StoreError, UnavailableError
-from newswire.stores.base import (
+from pydantic import BaseModel, Field, field_validator
+
+from consumers.store.base import (
     ARTICLE_COLUMNS,
     DUMP_ORDER,
     DUPLICATE_COLUMNS,
@@ -26,7 +27,6 @@ from newswire.stores.base import (
     SUMMARY_COLUMNS,
     ArticleFilter,
     Batch,
-    Store,
     article_out,
     article_row,
     check_table,
@@ -37,8 +37,11 @@ from newswire.stores.base import (
     search_terms,
     topic_rows,
 )
+from newswire.database import DatabaseURL, parse_database_url
+from newswire.errors import ConfigError, StoreError, UnavailableError
+from newswire.store import Store
 
-__all__ = ["MIGRATIONS", "SqliteStore", "sqlite_path"]
+__all__ = ["MIGRATIONS", "SqliteSettings", "SqliteStore", "sqlite_path"]
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +180,25 @@ _CHUNK = 500  # ids per IN (...) list, far below SQLite's variable limit
 
 def sqlite_path(url: str) -> str:
     """The file path of a ``sqlite:///PATH`` URL (``sqlite:////abs`` for an absolute path)."""
-    if not url.startswith("sqlite:///"):
-        raise ConfigError(f"not a sqlite:/// URL: {url!r}", url=url)
-    return url[len("sqlite:///") :]
+    return parse_database_url(url, what="SQLite").path
+
+
+class SqliteSettings(BaseModel):
+    """The ``sqlite`` store: ``NEWSWIRE_SQLITE__<FIELD>``."""
+
+    synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = Field(
+        "FULL",
+        description="PRAGMA synchronous: FULL keeps committed batches across a power cut "
+        "(one fsync per batch); NORMAL only across a crash of the process.",
+    )
+    busy_timeout_s: float = Field(
+        30.0, ge=0, description="Wait this long for another writer's lock, then retry."
+    )
+
+    @field_validator("synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
 
 def _sqlite_row(record: Mapping[str, Any], stored_at: str) -> list[Any]:
@@ -244,7 +263,7 @@ class _Checkpointer:
 
 
 class SqliteStore(Store):
-    """SQLite in WAL mode: the embedded default.
+    """SQLite in WAL mode: the embedded default (both writer and reader).
 
     *synchronous* is SQLite's ``PRAGMA synchronous``: ``FULL`` makes each
     committed batch survive a power cut (one fsync of the WAL per batch);
@@ -276,6 +295,26 @@ class SqliteStore(Store):
         self._checkpointer: _Checkpointer | None = None
         if connect:
             self.connect()
+
+    settings_model = SqliteSettings
+
+    @classmethod
+    def open_writer(
+        cls, url: DatabaseURL, settings: SqliteSettings | None, *, connect: bool = True
+    ) -> SqliteStore:
+        """A store that creates the file (and its directory) if there is none."""
+        s = settings or SqliteSettings()
+        return cls(
+            url.path, synchronous=s.synchronous, busy_timeout_s=s.busy_timeout_s, connect=connect
+        )
+
+    @classmethod
+    def open_reader(cls, url: DatabaseURL, settings: SqliteSettings | None) -> SqliteStore:
+        """The store in an existing file (a missing file is a ConfigError, not a new store)."""
+        s = settings or SqliteSettings()
+        return cls(
+            url.path, synchronous=s.synchronous, busy_timeout_s=s.busy_timeout_s, create=False
+        )
 
     # -- connection and schema ---------------------------------------------------------------
 

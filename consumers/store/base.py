@@ -1,4 +1,4 @@
-"""The store contract and what both backends share: columns, rows, versions, query results.
+"""What the SQLite and PostgreSQL stores share: tables, columns, rows, versions, query results.
 
 A store holds the tables users query:
 
@@ -27,11 +27,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from newswire.store import ArticleFilter
 
 __all__ = [
     "ARTICLE_COLUMNS",
@@ -41,11 +41,9 @@ __all__ = [
     "TABLES",
     "ArticleFilter",
     "Batch",
-    "Store",
     "article_row",
     "duplicate_row",
     "image_rows",
-    "redact_url",
     "related_rows",
     "topic_rows",
 ]
@@ -139,9 +137,6 @@ _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=s
 def _json_text(value: Any, empty: str) -> str:
     """*value* as compact JSON text (*empty* for an empty or missing value)."""
     return _to_json(value) if value else empty
-
-
-json_text = _json_text
 
 
 def _as_is(value: Any, empty: str) -> Any:
@@ -312,22 +307,6 @@ class Batch:
 # -- queries -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ArticleFilter:
-    """What ``articles list`` selects; every field narrows the result.
-
-    ``provider`` matches the provider's domain or name or the registered domain
-    (case-insensitive); ``topic`` one of the article's topics (case-insensitive);
-    ``since`` a lower bound on ``published_at``.
-    """
-
-    since: dt.datetime | None = None
-    provider: str | None = None
-    topic: str | None = None
-    language: str | None = None
-    limit: int = 20
-
-
 _TERM = re.compile(r'(-?)"([^"]*)"|(\S+)')
 
 
@@ -380,90 +359,6 @@ def article_out(row: Mapping[str, Any], *, hide: bool = True) -> dict[str, Any]:
     return result
 
 
-def redact_url(url: str) -> str:
-    """*url* with its password replaced by ``***`` (for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.netloc.rpartition("@")[2]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:
-        return "<unparsable store URL>"
-
-
-# -- the contract ------------------------------------------------------------------------------
-
-
-class Store(ABC):
-    """A database holding articles, duplicates and related links.
-
-    Writes are idempotent upserts in one transaction per batch. Errors: a
-    :class:`~newswire.errors.UnavailableError` when the database cannot be
-    reached or is not usable right now (retry later, nothing is the record's
-    fault); a :class:`~newswire.errors.StoreError` with ``retriable=False`` when
-    the database refuses a value (the batch is rolled back whole), or
-    ``retriable=True`` for transient contention (deadlock, serialization).
-    """
-
-    #: The store's URL, password redacted.
-    url: str
-
-    def connect(self) -> None:  # noqa: B027 - optional hook
-        """Connect (if not connected) and create or migrate the schema; idempotent.
-
-        Every other method connects on demand; call this to fail early.
-        """
-
-    @abstractmethod
-    def write(
-        self, articles: Iterable[Mapping[str, Any]], sightings: Iterable[Mapping[str, Any]]
-    ) -> tuple[int, int]:
-        """Upsert a batch in one transaction; return (article records, sighting records)."""
-
-    @abstractmethod
-    def schema_version(self) -> int:
-        """The version of the schema in the database."""
-
-    @abstractmethod
-    def count(self, table: str) -> int:
-        """Rows in *table* (one of :data:`TABLES`)."""
-
-    @abstractmethod
-    def duplicates_by_reason(self) -> dict[str, int]:
-        """How many duplicate rows per reason."""
-
-    @abstractmethod
-    def list_articles(self, where: ArticleFilter) -> list[dict[str, Any]]:
-        """Article summaries (:data:`SUMMARY_COLUMNS`), newest publication first."""
-
-    @abstractmethod
-    def get_article(self, article_id: str) -> dict[str, Any] | None:
-        """One article with its ``topics``, ``images``, ``related`` and ``duplicates``."""
-
-    @abstractmethod
-    def find_duplicate(self, duplicate_id: str) -> dict[str, Any] | None:
-        """The ``duplicates`` row whose own article id is *duplicate_id*, if any."""
-
-    @abstractmethod
-    def search(self, text: str, *, limit: int = 20) -> list[dict[str, Any]]:
-        """Summaries of the articles whose title, excerpt or body match *text*, best first."""
-
-    @abstractmethod
-    def dump(self, table: str) -> list[dict[str, Any]]:
-        """Every row of *table* in a backend-neutral shape, ordered by its key (for checks)."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release the connection."""
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 def check_table(table: str) -> str:
     """*table* if it is one of :data:`TABLES`, else ``ValueError``."""
     if table not in TABLES:
@@ -471,7 +366,7 @@ def check_table(table: str) -> str:
     return table
 
 
-#: Primary-key order of each table for :meth:`Store.dump`.
+#: Primary-key order of each table for ``dump``.
 DUMP_ORDER = {
     "articles": "id",
     "duplicates": "url, duplicate_of",
@@ -482,7 +377,7 @@ DUMP_ORDER = {
 
 
 def dump_out(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
-    """A row of *table* in the shape :meth:`Store.dump` returns."""
+    """A row of *table* in the shape ``dump`` returns."""
     if table == "articles":
         return article_out(row, hide=False)
     result = {k: out_value(v) for k, v in row.items()}

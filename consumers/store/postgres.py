@@ -30,9 +30,9 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
+from pydantic import BaseModel, Field
 
-from newswire.errors import ConfigError, StoreError, UnavailableError
-from newswire.stores.base import (
+from consumers.store.base import (
     ARTICLE_COLUMNS,
     DUMP_ORDER,
     DUPLICATE_COLUMNS,
@@ -40,19 +40,20 @@ from newswire.stores.base import (
     SUMMARY_COLUMNS,
     ArticleFilter,
     Batch,
-    Store,
     article_out,
     article_row,
     check_table,
     dump_out,
     image_rows,
-    redact_url,
     related_rows,
     search_terms,
     topic_rows,
 )
+from newswire.database import DatabaseURL, parse_database_url
+from newswire.errors import ConfigError, StoreError, UnavailableError
+from newswire.store import Store
 
-__all__ = ["MIGRATIONS", "PostgresStore"]
+__all__ = ["MIGRATIONS", "PostgresSettings", "PostgresStore"]
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +231,18 @@ def _column_types(conn: psycopg.Connection[Any], table: str, columns: Sequence[s
     return [found[c] for c in columns]
 
 
+class PostgresSettings(BaseModel):
+    """The ``postgresql`` store: ``NEWSWIRE_POSTGRESQL__<FIELD>``."""
+
+    connect_timeout_s: float = Field(5.0, gt=0, description="Connect timeout.")
+    statement_timeout_ms: int = Field(
+        120_000, ge=0, description="statement_timeout of the store's session (0: none)."
+    )
+    application_name: str = Field("newswire", description="application_name of the session.")
+
+
 class PostgresStore(Store):
-    """PostgreSQL (``postgresql://user:password@host:port/db?options=…``).
+    """PostgreSQL (``postgresql://user:password@host:port/db?options=…``), writer and reader.
 
     The connection is opened on first use (or by :meth:`connect`) and opened
     again after an outage; each (re)connection checks the schema version.
@@ -246,8 +257,9 @@ class PostgresStore(Store):
         application_name: str = "newswire",
         connect: bool = True,
     ) -> None:
-        self.url = redact_url(url)
-        dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        parsed = parse_database_url(url, what="store")
+        self.url = parsed.redacted
+        dsn = parsed.conninfo
         try:
             params: dict[str, Any] = conninfo_to_dict(dsn)
         except psycopg.ProgrammingError as exc:
@@ -263,6 +275,27 @@ class PostgresStore(Store):
         self._types: dict[str, list[str]] = {}  # of the COPY targets, for binary COPY
         if connect:
             self.connect()
+
+    settings_model = PostgresSettings
+
+    @classmethod
+    def open_writer(
+        cls, url: DatabaseURL, settings: PostgresSettings | None, *, connect: bool = True
+    ) -> PostgresStore:
+        """A store on *url*; connects (and creates or migrates the schema) unless told not to."""
+        s = settings or PostgresSettings()
+        return cls(
+            url.url,
+            connect_timeout_s=s.connect_timeout_s,
+            statement_timeout_ms=s.statement_timeout_ms,
+            application_name=s.application_name,
+            connect=connect,
+        )
+
+    @classmethod
+    def open_reader(cls, url: DatabaseURL, settings: PostgresSettings | None) -> PostgresStore:
+        """A store on *url*, connected."""
+        return cls.open_writer(url, settings)
 
     # -- connection and schema ---------------------------------------------------------------
 

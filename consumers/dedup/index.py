@@ -1,0 +1,34 @@
+"""Opens the dedup state a URL names: ``sqlite:///PATH`` or ``postgresql://…``.
+
+Apart from :mod:`.state` and :mod:`.postgres` so that neither imports the
+other's module at import time (the PostgreSQL backend builds on the shared
+entry model in :mod:`.state`). URLs are parsed (and passwords redacted) by the
+kernel's one database-URL parser, the same the stores use.
+"""
+
+from __future__ import annotations
+
+from consumers.dedup.state import SeenIndex, SqliteSeenIndex
+from newswire.database import POSTGRESQL, SQLITE, parse_database_url
+from newswire.errors import ConfigError
+
+__all__ = ["open_index"]
+
+
+def open_index(url: str, *, max_entries: int, window_s: int = 0) -> SeenIndex:
+    """The dedup state named by *url*: ``sqlite:///PATH`` or ``postgresql://…``.
+
+    Raises :class:`~newswire.errors.ConfigError` for a URL of another kind.
+    """
+    parsed = parse_database_url(url, what="dedup state")
+    if parsed.scheme == SQLITE:
+        return SqliteSeenIndex(parsed.path, max_entries=max_entries, window_s=window_s)
+    if parsed.scheme == POSTGRESQL:
+        from consumers.dedup.postgres import PostgresSeenIndex  # psycopg only when needed
+
+        return PostgresSeenIndex(parsed.conninfo, max_entries=max_entries, window_s=window_s)
+    raise ConfigError(
+        f"unsupported dedup state URL {parsed.redacted!r} (use sqlite:///PATH or "
+        "postgresql://user@host/db)",
+        url=parsed.redacted,
+    )

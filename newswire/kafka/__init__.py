@@ -1,0 +1,128 @@
+"""newswire's Kafka layer: the protocols the runtime uses, and one adapter per client.
+
+    from newswire.kafka import open_clients
+
+    clients = open_clients(settings.kafka, settings.producer)
+    producer = clients.producer("replay")
+    delivery = producer.produce("articles.raw", value, key=key)
+    failed = producer.flush()        # the one acknowledgement check
+
+``NEWSWIRE_KAFKA__CLIENT`` picks the client of consumers, producers and admin
+(``confluent`` | ``kafka-python``); ``NEWSWIRE_KAFKA__OUTPUT_CLIENT`` the
+stages' output producer. Adapters are looked up by name: the built-ins in
+:data:`ADAPTERS` (``"module:Class"``, imported on first use), others through
+the entry-point group ``newswire.kafka_clients``. An adapter is a class taking
+``(KafkaSettings, ProducerSettings)`` that implements :class:`Clients`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from newswire.errors import ConfigError
+from newswire.kafka.base import (
+    AdminClient,
+    Clients,
+    ConsumerClient,
+    Delivery,
+    Headers,
+    ProducerClient,
+    Rebalance,
+    Record,
+    TopicPartition,
+)
+from newswire.kafka.errors import (
+    BrokerError,
+    BrokerUnreachableError,
+    CommitFailedError,
+    RecordTooLargeError,
+)
+from newswire.settings import KafkaSettings, ProducerSettings
+
+__all__ = [
+    "ADAPTERS",
+    "ENTRY_POINTS",
+    "AdminClient",
+    "BrokerError",
+    "BrokerUnreachableError",
+    "Clients",
+    "CommitFailedError",
+    "ConsumerClient",
+    "Delivery",
+    "Headers",
+    "KafkaClients",
+    "ProducerClient",
+    "Rebalance",
+    "Record",
+    "RecordTooLargeError",
+    "TopicPartition",
+    "adapter",
+    "known_clients",
+    "open_clients",
+]
+
+#: The built-in adapters: client name → ``"module:Class"``.
+ADAPTERS: dict[str, str] = {
+    "kafka-python": "newswire.kafka.kafka_python:KafkaPythonClients",
+    "confluent": "newswire.kafka.confluent:ConfluentClients",
+}
+
+#: Entry-point group of third-party adapters.
+ENTRY_POINTS = "newswire.kafka_clients"
+
+
+def _registered() -> dict[str, str]:
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINTS)}
+    return {**found, **ADAPTERS}
+
+
+def known_clients() -> list[str]:
+    """The names ``NEWSWIRE_KAFKA__CLIENT`` accepts."""
+    return sorted(_registered())
+
+
+def adapter(name: str) -> Any:
+    """The adapter class registered as *name* (a :class:`Clients` factory)."""
+    registered = _registered()
+    target = registered.get(name)
+    if target is None:
+        raise ConfigError(
+            f"unknown Kafka client {name!r} (known: {', '.join(sorted(registered))})", name=name
+        )
+    module, _, attribute = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load Kafka client {name!r} from {target}: {exc}") from exc
+
+
+class KafkaClients:
+    """The process's :class:`Clients`: ``kafka.client`` for everything, except the stages'
+    output producer, which is ``kafka.output_client``'s."""
+
+    def __init__(self, kafka: KafkaSettings, producer: ProducerSettings) -> None:
+        self.kafka = kafka
+        self.main: Clients = adapter(kafka.client)(kafka, producer)
+        output = kafka.output_client or kafka.client
+        self.output: Clients = (
+            self.main if output == kafka.client else adapter(output)(kafka, producer)
+        )
+
+    def consumer(self, group: str | None, role: str) -> ConsumerClient:
+        """A consumer of ``kafka.client``."""
+        return self.main.consumer(group, role)
+
+    def producer(self, role: str, *, output: bool = False) -> ProducerClient:
+        """A producer of ``kafka.client`` (of ``kafka.output_client`` for *output*)."""
+        return (self.output if output else self.main).producer(role, output=output)
+
+    def admin(self) -> AdminClient:
+        """An admin client of ``kafka.client``."""
+        return self.main.admin()
+
+
+def open_clients(kafka: KafkaSettings, producer: ProducerSettings | None = None) -> KafkaClients:
+    """The clients the settings ask for."""
+    return KafkaClients(kafka, producer or ProducerSettings())
