@@ -53,6 +53,7 @@ __all__ = [
     "Scan",
     "Source",
     "detect_file",
+    "file_sizes",
     "gunzip_limited",
     "read_file_limited",
     "scan",
@@ -166,7 +167,12 @@ class Source:
         return cls(paths)  # type: ignore[call-arg]
 
     def count(self) -> int | None:
-        """How many items will be read, if known up front (for the progress bar)."""
+        """How many items (documents, lines, entries) will be read, when that is cheap
+        to know up front; None otherwise. For the progress bar's total and ETA."""
+        return None
+
+    def size(self) -> int | None:
+        """How many bytes the inputs hold (file sizes), when known; for the progress bar."""
         return None
 
     def __iter__(self) -> Iterator[Document | Reject | Checkpoint]:
@@ -205,6 +211,17 @@ def walk(root: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
                 continue
             if lowered.removesuffix(".gz").endswith(suffixes):
                 yield Path(dirpath, name)
+
+
+def file_sizes(paths: Iterable[str | Path]) -> int | None:
+    """The total size of *paths*, or None if one is not a readable local file."""
+    total = 0
+    for path in paths:
+        try:
+            total += os.stat(path).st_size
+        except (OSError, ValueError):
+            return None
+    return total
 
 
 def gunzip_limited(data: bytes, max_bytes: int) -> bytes:

@@ -39,7 +39,7 @@ from yaml.events import (
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from newswire.settings import ProducerSettings
-from newswire.source import Document, Reject, Source, read_file_limited, walk
+from newswire.source import Document, Reject, Source, file_sizes, read_file_limited, walk
 
 __all__ = [
     "MAX_ALIAS_NODES",
@@ -401,7 +401,10 @@ class DocumentSource(Source):
         return self._files
 
     def count(self) -> int | None:
-        return len(self.files())
+        return len(self.files())  # one item per file
+
+    def size(self) -> int | None:
+        return file_sizes(self.files())
 
     def __iter__(self) -> Iterator[Document | Reject]:
         for path in self.files():

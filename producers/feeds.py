@@ -45,6 +45,7 @@ from newswire.source import (
     Document,
     Reject,
     Source,
+    file_sizes,
     gunzip_limited,
     read_file_limited,
     walk,
@@ -61,6 +62,10 @@ __all__ = [
 
 _BOM = b"\xef\xbb\xbf"
 _SPACES = re.compile(r"\s+")
+#: Opening tags of RSS items and Atom entries (``<item rdf:about=…>`` too), counted
+#: for the progress bar. An approximation: a tag inside CDATA counts too.
+_ENTRY_TAGS = (b"<item>", b"<item ", b"<entry>", b"<entry ")
+COUNT_MAX_BYTES = 64 * 1024 * 1024
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".svg", ".bmp")
 
 
@@ -376,6 +381,25 @@ class FeedSource(Source):
             else:
                 found.extend(str(p) for p in sorted(walk(Path(path), self.suffixes)))
         return found
+
+    def size(self) -> int | None:
+        inputs = self.inputs()
+        return None if any(_is_url(p) for p in inputs) else file_sizes(inputs)
+
+    def count(self) -> int | None:
+        """Entries in the feed files, by counting their ``<item>``/``<entry>`` tags (plain
+        files up to :data:`COUNT_MAX_BYTES` in all); None with a URL or gzip."""
+        inputs = self.inputs()
+        size = self.size()
+        if size is None or size > COUNT_MAX_BYTES:
+            return None
+        total = 0
+        for path in inputs:
+            data = Path(path).read_bytes()
+            if data[:2] == GZIP_MAGIC:
+                return None
+            total += sum(data.count(tag) for tag in _ENTRY_TAGS)
+        return total
 
     def split(self) -> Iterator[FeedSource]:
         for path in self.inputs():

@@ -18,7 +18,15 @@ from typing import Annotated, Any
 
 import typer
 from prometheus_client import CollectorRegistry
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 
 from newswire import registry as plugins
 from newswire.cli.common import (
@@ -151,17 +159,79 @@ def build_sources(
     return sources
 
 
+class _CountColumn(ProgressColumn):
+    """``7,031/20,000`` when the total is known, else ``7,031 read``."""
+
+    def render(self, task: Task) -> Text:
+        done = int(task.completed)
+        if task.total is None:
+            return Text(f"{done:,} read", style="progress.download")
+        return Text(f"{done:,}/{int(task.total):,}", style="progress.download")
+
+
+class _RateColumn(ProgressColumn):
+    """Items per second over rich's recent window."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed is not None else "…/s", style="progress.data.speed")
+
+
+class _EtaColumn(ProgressColumn):
+    """``eta 0:00:04`` when there is a total and a rate; nothing otherwise."""
+
+    max_refresh = 0.5  # an ETA that changes every frame cannot be read
+
+    def render(self, task: Task) -> Text:
+        remaining = task.time_remaining
+        if remaining is None:
+            return Text("")
+        minutes, seconds = divmod(int(remaining), 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"eta {hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1000
+    return f"{size} B"  # pragma: no cover - the loop always returns
+
+
+def progress_totals(sources: list[Source]) -> tuple[int | None, str]:
+    """(items to read, or None when a source cannot say cheaply; what, for the bar)."""
+    counts = [s.count() for s in sources]
+    total = sum(c for c in counts if c is not None) if None not in counts else None
+    sizes = [s.size() for s in sources]
+    what = "producing"
+    if sizes and None not in sizes:
+        what += f" {_human_bytes(sum(s for s in sizes if s is not None))}"
+    return total, what
+
+
 def publish(
     publisher: Publisher, sources: list[Source], rejects: RejectsFile, progress: bool
 ) -> PublishSummary:
-    """Publish with a progress bar when *progress* (never for a follower: it does not end)."""
+    """Publish with a progress bar when *progress* (never for a follower: it does not end).
+
+    The bar shows what was read against the total when the sources can count
+    cheaply (files, lines, feed entries), the input's size, the rate and an ETA.
+    """
     if not progress:
         return publisher.publish(sources, rejects=rejects)
-    counts = [s.count() for s in sources]
-    total = sum(c for c in counts if c is not None) if all(c is not None for c in counts) else None
-    columns = (TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    total, what = progress_totals(sources)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        _CountColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        _EtaColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("produce", total=total)
+        task = bar.add_task(what, total=total)
         return publisher.publish(
             sources, rejects=rejects, on_progress=lambda n: bar.advance(task, n)
         )

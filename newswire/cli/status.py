@@ -90,6 +90,7 @@ def status(
             sys.stdout.write(text)
         else:
             # Written whole, then renamed: Prometheus never reads half a file.
+            targets.parent.mkdir(parents=True, exist_ok=True)
             partial = targets.with_name(f".{targets.name}.tmp")
             partial.write_text(text)
             partial.replace(targets)

@@ -28,14 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kafka import KafkaProducer
 
 from newswire.settings import MetricsSettings
-from newswire.status import PRODUCER, Announced, discover
+from newswire.status import PRODUCER, Announced, discover, scrape, total
 from newswire.topics import RAW
 from tests.conftest import ARTICLES
 from tests.helpers import wait_for
 from tests.prometheus import (
+    PROMETHEUS_DIR,
     Prometheus,
     dashboard,
     panel_queries,
@@ -136,13 +138,19 @@ def dead_letter_one(bootstrap: str) -> None:
         producer.close()
 
 
-def lock_store(path: Path, seconds: float) -> None:
-    """Hold the store's SQLite file locked: the store stage waits it out as an outage."""
+def lock_store(path: Path, store: Announced) -> None:
+    """Hold the store's SQLite file locked until the store stage has retried a batch
+    (it waits the lock out as an outage), and a little longer."""
     wait_for(path.exists, timeout=60, what=f"the store {path}")
     db = sqlite3.connect(path, timeout=30, isolation_level=None)
     try:
         db.execute("BEGIN EXCLUSIVE")
-        time.sleep(seconds)
+        wait_for(
+            lambda: total(scrape(store.metrics_url), "newswire_consumer_retries_total") > 0,
+            timeout=60,
+            what="the store stage retrying a batch while its database is locked",
+        )
+        time.sleep(2)
         db.execute("COMMIT")
     finally:
         db.close()
@@ -159,12 +167,14 @@ def test_every_panel_query_and_recording_rule_has_data_from_a_real_run(
         **os.environ,
         "NEWSWIRE_METRICS__RUNTIME_DIR": str(runtime),
         # A held lock is an outage after 0.2 s rather than 30 s.
-        "NEWSWIRE_STORE__SQLITE_BUSY_TIMEOUT_S": "0.2",
+        "NEWSWIRE_SQLITE__BUSY_TIMEOUT_S": "0.2",
     }
-    scrape = {
-        "job_name": "newswire",
-        "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}],
-    }
+    # The scrape job of the shipped deploy/prometheus/local.yml (README: "a local run"),
+    # reading the targets file of this test, re-read every second.
+    (scrape,) = yaml.safe_load((PROMETHEUS_DIR / "local.yml").read_text())["scrape_configs"]
+    (file_sd,) = scrape["file_sd_configs"]
+    assert file_sd["files"] == ["targets.json"]
+    file_sd.update(files=[str(targets)], refresh_interval="1s")
     out_path = tmp_path / "run.out"
     with (
         Prometheus(tmp_path / "prometheus", [scrape]) as prometheus,
@@ -217,7 +227,8 @@ def test_every_panel_query_and_recording_rule_has_data_from_a_real_run(
             )
             start = time.time() - 1
             dead_letter_one(producer.bootstrap)
-            lock_store(store, seconds=3)
+            (store_stage,) = [p for p in announced if p.consumer == "store"]
+            lock_store(store, store_stage)
 
             board = dashboard()
             queries = {

@@ -321,6 +321,17 @@ def test_prometheus_scrapes_every_replica_of_every_pipeline_service(prometheus):
         assert str(dns["port"]) == METRICS_PORT
 
 
+def test_optional_feed_follower_is_scraped_as_the_producer(services, prometheus):
+    follow = services["follow"]
+    assert follow["profiles"] == ["follow"], "opt-in: it polls the internet"
+    assert follow["command"][:2] == ["produce", "--follow"]
+    assert _env(follow)["NEWSWIRE_METRICS__PORT"] == METRICS_PORT
+    assert METRICS_PORT in _ports(follow.get("expose"))
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    (dns,) = jobs["producer"]["dns_sd_configs"]
+    assert dns["names"] == ["follow"] and str(dns["port"]) == METRICS_PORT
+
+
 def test_prometheus_loads_the_shipped_rules(prometheus):
     rule_files = prometheus["rule_files"]
     loaded = {p for pattern in rule_files for p in PROMETHEUS_FILE.parent.glob(pattern)}
