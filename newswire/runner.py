@@ -89,7 +89,11 @@ class Runner:
         self.registry = registry or CollectorRegistry()
         self.serde = serde or serde_for(settings)
         # A consumer that declares the fields it reads gets a projected decode (faster).
-        self._fields = consumer.fields
+        # (ingested_at too: the end-to-end latency metric reads it.)
+        fields = consumer.fields
+        if fields is not None and "ingested_at" not in fields:
+            fields = (*fields, "ingested_at")
+        self._fields = fields
         self.metrics = ConsumerMetrics.create(self.registry)
         self._stop = threading.Event()
         self._kafka: ConsumerClient | None = None

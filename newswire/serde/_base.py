@@ -20,7 +20,7 @@ import fastavro
 from fastavro.schema import parse_schema
 from pydantic import BaseModel
 
-from newswire.errors import ConfigError, SerdeError
+from newswire.errors import SerdeError
 from newswire.serde._schemas import Schema, SchemaStore
 
 if TYPE_CHECKING:
@@ -62,8 +62,9 @@ class Serde(Protocol):
     rest; the reader schema is built once per writer and *fields*). A consumer
     gets it from the runtime by declaring ``fields = FIELDS`` on its class:
     ``event.record`` then holds only those fields (``event.value`` is still
-    the whole record's bytes, to forward or :meth:`extend`). Asking for a field
-    the schema does not have raises :class:`~newswire.errors.ConfigError`.
+    the whole record's bytes, to forward or :meth:`extend`; the runtime adds
+    ``ingested_at`` for its latency metric). A field the writer's record type
+    does not have is left out, so one tuple serves a consumer of several types.
 
     **Extend**, for stages that add fields to what they read:
     ``serde.extend(event.value, ENRICHED_ARTICLE, {"word_count": 120, …},
@@ -288,18 +289,13 @@ _NAMED = ("record", "error", "enum", "fixed")
 def project(parsed: Any, fields: Collection[str], *, name: str | None = None) -> dict[str, Any]:
     """A record schema of *parsed*'s *fields* only (in schema order), self-contained.
 
-    A named type defined in a field left out is defined again at its first use
-    among the kept fields, so the projection parses on its own.
+    Fields the schema does not have are ignored. A named type defined in a
+    field left out is defined again at its first use among the kept fields, so
+    the projection parses on its own.
     """
+    # A field the schema lacks is left out: a consumer reading several record types
+    # names the fields it wants of each.
     wanted = set(fields)
-    known = {f["name"] for f in parsed["fields"]}
-    missing = sorted(wanted - known)
-    if missing:
-        raise ConfigError(
-            f"{parsed['name']} has no field(s) {', '.join(map(repr, missing))} "
-            f"(fields: {', '.join(f['name'] for f in parsed['fields'])})",
-            schema=parsed["name"],
-        )
     definitions: dict[str, Any] = {}
     _collect(parsed, definitions)
     defined: set[str] = {parsed["name"]}
