@@ -237,18 +237,20 @@ class Tree:
     def reap(self, until_root: bool, timeout_s: float) -> None:
         """Reap children (ours or re-parented to us) until the root has exited (and then until
         none is left or *timeout_s* passed), keeping each one's rusage."""
-        deadline = time.monotonic() + timeout_s
+        deadline = None if until_root else time.monotonic() + timeout_s
         while True:
-            flags = 0 if until_root and self.root not in self.exited else os.WNOHANG
+            flags = 0 if deadline is None else os.WNOHANG
             try:
                 pid, status, usage = os.wait4(-1, flags)
             except ChildProcessError:
                 return
             if pid == 0:
-                if time.monotonic() > deadline:
+                if deadline is not None and time.monotonic() > deadline:
                     return
                 time.sleep(0.05)
                 continue
+            if pid == self.root:  # the rest may take a moment to exit: from now on
+                deadline = time.monotonic() + timeout_s
             self.exited[pid] = (status, usage)
             proc = self.procs.get(pid)
             if proc is not None and pid != self.root:
@@ -527,22 +529,24 @@ def read_store(
     if not store.exists():
         return 0, 0.0, {}
     with contextlib.closing(sqlite3.connect(store)) as db:
-        rows = db.execute("SELECT title, ingested_at, stored_at FROM articles").fetchall()
+        rows = db.execute(
+            "SELECT title, ingested_at, enriched_at, stored_at FROM articles"
+        ).fetchall()
     if not rows:
         return 0, 0.0, {}
-    parsed = [
-        (title, dt.datetime.fromisoformat(ing), dt.datetime.fromisoformat(sto))
-        for title, ing, sto in rows
-    ]
-    window = (max(p[2] for p in parsed) - min(p[1] for p in parsed)).total_seconds()
-    latencies: dict[str, list[float]] = {"ingested": [], "offered": []}
+    parsed = [(title, *(dt.datetime.fromisoformat(t) for t in times)) for title, *times in rows]
+    window = (max(p[3] for p in parsed) - min(p[1] for p in parsed)).total_seconds()
+    latencies: dict[str, list[float]] = {k: [] for k in ("ingested", "offered", "enrich", "store")}
     if offered:
         skip = int(args.warmup * args.rate)
-        for title, ingested, stored in parsed:
+        for title, ingested, enriched, stored in parsed:
             i = int(title.rsplit("#", 1)[1])
             if i < skip:
                 continue
             latencies["ingested"].append((stored - ingested).total_seconds())
+            # The hops: producer → dedup → enrich (its enriched_at), enrich → store.
+            latencies["enrich"].append((enriched - ingested).total_seconds())
+            latencies["store"].append((stored - enriched).total_seconds())
             if i in offered:
                 latencies["offered"].append(stored.timestamp() - offered[i])
     return len(rows), window, latencies
@@ -655,6 +659,8 @@ def print_run(title: str, doc: dict[str, Any]) -> None:
     for kind, what in (
         ("ingested", "ingested_at → stored_at (newswire's stamps)"),
         ("offered", "line written to stdin → stored_at"),
+        ("enrich", "  of which ingested_at → enriched_at (produce, dedup, enrich)"),
+        ("store", "  and enriched_at → stored_at (enrich's output, store)"),
     ):
         lat = doc.get(f"latency_{kind}_s")
         if lat:

@@ -121,6 +121,19 @@ class Consumer:
             return None
         return self.context.settings.section(self.name, self.settings_model)
 
+    @classmethod
+    def check(cls, settings: Settings) -> None:
+        """Check what this consumer needs (databases, files) before anything starts.
+
+        ``newswire run`` calls it for every stage before it starts the broker.
+        Raise :class:`~newswire.errors.ConfigError` for what can never work as
+        configured (a bad URL, no such database, authentication failed,
+        permission denied): the run stops at once with that message. Raise
+        :class:`~newswire.errors.UnavailableError` for an outage (unreachable,
+        restarting): the run warns and the stage waits it out. The default
+        checks nothing.
+        """
+
     def bind(self, context: Context) -> None:
         """Called by the runtime before :meth:`setup`."""
         self._context = context

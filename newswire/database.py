@@ -18,9 +18,17 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from newswire.errors import ConfigError
+from newswire.errors import ConfigError, NewswireError, UnavailableError
 
-__all__ = ["POSTGRES_SCHEMES", "SQLITE", "DatabaseURL", "parse_database_url", "redact_url"]
+__all__ = [
+    "POSTGRES_SCHEMES",
+    "SQLITE",
+    "DatabaseURL",
+    "connect_error",
+    "is_fatal",
+    "parse_database_url",
+    "redact_url",
+]
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
@@ -122,3 +130,47 @@ def parse_database_url(url: str, *, what: str = "database") -> DatabaseURL:
             url=text,
         )
     return DatabaseURL(scheme, text)
+
+
+# -- what a failure to connect means -------------------------------------------------------------
+
+#: libpq / server messages of a connection that can never work as configured (SQLSTATE
+#: 3D000, 28000, 28P01, 42501, 3F000 — libpq gives no SQLSTATE for a failed connect,
+#: so the text is all there is). Everything else — refused, timed out, starting up,
+#: shutting down, too many clients — is an outage to wait out.
+_FATAL_CONNECT = re.compile(
+    r"does not exist|authentication failed|password authentication|no password supplied|"
+    r"no pg_hba\.conf entry|permission denied|not permitted to log in|"
+    r"invalid (connection option|port|sslmode|integer value)|"
+    r"server does not support SSL|unsupported frontend protocol|"
+    r"unable to open database file|file is not a database|is not a directory|"
+    r"readonly database|read-only file system",
+    re.IGNORECASE,
+)
+_FATAL_STATES = frozenset({"3D000", "28000", "28P01", "42501", "3F000", "42P06"})
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Whether *exc*, raised connecting to (or setting up) a database, can never heal by waiting.
+
+    True for "does not exist", "authentication failed", "permission denied" and their
+    kin; False for unreachable, restarting, overloaded (an outage).
+    """
+    state = getattr(exc, "sqlstate", None)
+    if state in _FATAL_STATES:
+        return True
+    if isinstance(exc, PermissionError | NotADirectoryError | IsADirectoryError | FileExistsError):
+        return True
+    return bool(_FATAL_CONNECT.search(str(exc)))
+
+
+def connect_error(exc: BaseException, what: str, url: str) -> NewswireError:
+    """The error to raise for a failure to connect to *url* (redacted): fatal or an outage.
+
+    *what* names the database in the message (``store``, ``dedup state``).
+    """
+    shown = redact_url(url)
+    text = redact_url(str(exc)).strip().replace("\n", " ")
+    if is_fatal(exc):
+        return ConfigError(f"{what} {shown}: {text}", url=shown)
+    return UnavailableError(f"{what} {shown} is unavailable: {text}", url=shown)

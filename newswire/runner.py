@@ -34,7 +34,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponent
 
 from newswire.consumer import Consumer, Context, Event, Skip
 from newswire.dlq import dlq_headers
-from newswire.errors import BrokerError, SerdeError, UnavailableError
+from newswire.errors import BrokerError, ConfigError, SerdeError, UnavailableError
 from newswire.kafka import (
     Clients,
     CommitFailedError,
@@ -275,6 +275,10 @@ class Runner:
         except Skip:  # raised by handle_batch: the whole batch is dropped on purpose
             self.metrics.skipped.labels(self.consumer.name, events[0].topic).inc(len(events))
             return
+        except ConfigError:
+            # The stage's configuration can never work (the database does not exist,
+            # authentication failed…): not the records' fault. Stop, commit nothing.
+            raise
         except Exception as exc:
             if is_retriable(exc):
                 self._handle_with_retries(events, exc)
@@ -332,6 +336,8 @@ class Runner:
         self, events: list[Event], exc: Exception, *, attempts: int, first_failure: float
     ) -> None:
         """*events* failed for good: abandon (stopping), bisect, or dead-letter the one."""
+        if isinstance(exc, ConfigError):
+            raise exc  # e.g. the database went away for good during an outage: stop the stage
         if is_retriable(exc) and self._stop.is_set():
             # Shutting down mid-retry: leave the batch uncommitted for the next owner.
             raise _Abandoned from exc

@@ -10,10 +10,11 @@ Command-line options override the environment.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, get_origin, overload
 
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, create_model, field_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -32,6 +33,8 @@ __all__ = [
     "SerdeSettings",
     "Settings",
     "env_name",
+    "load_section",
+    "unknown_variables",
 ]
 
 
@@ -329,4 +332,91 @@ def _variables(name: str, section: BaseModel) -> dict[str, str]:
         else:
             text = json.dumps(to_jsonable_python(value))
         found[env_name(name, field)] = text
+    return found
+
+
+# -- unknown variables -------------------------------------------------------------------------
+
+#: ``NEWSWIRE_*`` variables that are not settings but are read elsewhere (benchmarks, CI).
+NOT_SETTINGS = frozenset({"NEWSWIRE_BENCH_POSTGRES"})
+
+
+def _model_variables(prefix: str, model: type[BaseModel]) -> dict[str, bool]:
+    """Variable → whether it may have ``__SUB`` parts (a nested model or mapping)."""
+    found: dict[str, bool] = {}
+    for field, info in model.model_fields.items():
+        annotation = get_origin(info.annotation) or info.annotation
+        nested = isinstance(annotation, type) and issubclass(annotation, BaseModel | dict)
+        found[f"{prefix}{field.upper()}"] = nested
+    return found
+
+
+def kernel_variables() -> dict[str, bool]:
+    """Every ``NEWSWIRE_*`` variable of the kernel's settings."""
+    found: dict[str, bool] = {}
+    for field, info in Settings.model_fields.items():
+        model = info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            found.update(_model_variables(env_name(field), model))
+        else:
+            found[f"NEWSWIRE_{field.upper()}"] = False
+    return found
+
+
+def plugin_variables(names: list[str] | None = None) -> dict[str, bool]:
+    """The variables of registered plug-ins' settings (of *names* only, if given)."""
+    from newswire import registry
+
+    found: dict[str, bool] = {}
+    for group in registry.GROUPS:
+        for entry in registry.available(group):
+            if names is not None and _field_name(entry.name) not in names:
+                continue
+            try:
+                model = getattr(registry.load(group, entry.name), "settings_model", None)
+            except ConfigError:
+                continue  # a broken plug-in is reported when it is used
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                found.update(_model_variables(env_name(entry.name), model))
+    return found
+
+
+def _is_known(name: str, known: dict[str, bool]) -> bool:
+    if name in known:
+        return True
+    head, sep, _ = name.rpartition("__")
+    while sep:
+        if known.get(head):
+            return True
+        head, sep, _ = head.rpartition("__")
+    return False
+
+
+def unknown_variables(environ: dict[str, str]) -> list[tuple[str, str | None]]:
+    """``NEWSWIRE_*`` variables that no setting reads, each with the closest known one.
+
+    Plug-ins are imported only when some variable is not the kernel's.
+    """
+    names = sorted(
+        n for n in environ if n.upper().startswith("NEWSWIRE_") and n.upper() not in NOT_SETTINGS
+    )
+    known = kernel_variables()
+    left = [n for n in names if not _is_known(n.upper(), known)]
+    if not left:
+        return []
+    # First the plug-ins named by a variable's section, then (for typos in a section) all.
+    sections = [n.upper().removeprefix("NEWSWIRE_").partition("__")[0].lower() for n in left]
+    known.update(plugin_variables(sections))
+    left = [n for n in left if not _is_known(n.upper(), known)]
+    if not left:
+        return []
+    known.update(plugin_variables())
+    # Compared without the common prefix, which would make everything look alike.
+    bare = {k.removeprefix("NEWSWIRE_"): k for k in known}
+    found = []
+    for name in left:
+        if _is_known(name.upper(), known):
+            continue
+        close = difflib.get_close_matches(name.upper().removeprefix("NEWSWIRE_"), bare, n=1)
+        found.append((name, bare[close[0]] if close else None))
     return found

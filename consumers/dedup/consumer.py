@@ -52,6 +52,7 @@ from consumers.dedup.state import (
 from newswire import Consumer, Event
 from newswire.errors import RetriableError
 from newswire.serde import SIGHTING
+from newswire.settings import Settings
 from newswire.topics import DUPLICATES, RAW, UNIQUE
 
 __all__ = ["DedupConsumer", "Verdict"]
@@ -119,16 +120,24 @@ class DedupConsumer(Consumer):
     topics = (RAW,)
     settings_model = DedupSettings
 
-    def state_url(self) -> str:
+    @classmethod
+    def state_url(cls, settings: Settings) -> str:
         """Where the state is: ``state_url``, or the runtime's state dir when it sets one.
 
         State records Kafka offsets, so with a memory-only broker (``newswire
         run``, which sets ``NEWSWIRE_RUNNER__STATE_DIR``) it lives with the run.
         """
-        state_dir = self.context.settings.runner.state_dir
+        state_dir = settings.runner.state_dir
         if state_dir is not None:
             return f"sqlite:///{state_dir / 'dedup-state.sqlite'}"
-        return self.context.settings.section(self.name, DedupSettings).state_url
+        return settings.section(cls.name, DedupSettings).state_url
+
+    @classmethod
+    def check(cls, settings: Settings) -> None:
+        """Open the state once: a bad URL, a missing database, refused credentials fail here."""
+        section = settings.section(cls.name, DedupSettings)
+        url = cls.state_url(settings)
+        open_index(url, max_entries=section.max_entries, window_s=section.window_s).close()
 
     def setup(self) -> None:
         settings = self.context.settings.section(self.name, DedupSettings)
@@ -137,7 +146,9 @@ class DedupConsumer(Consumer):
         self.near_threshold = settings.near_threshold
         self.near_min_words = settings.near_min_words
         self.index: SeenIndex = open_index(
-            self.state_url(), max_entries=settings.max_entries, window_s=settings.window_s
+            self.state_url(self.context.settings),
+            max_entries=settings.max_entries,
+            window_s=settings.window_s,
         )
         registry = self.context.registry
         labels = ("consumer", "topic")

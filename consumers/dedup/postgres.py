@@ -36,7 +36,7 @@ from consumers.dedup.state import (
     eviction_victims,
     victim_keys,
 )
-from newswire.database import redact_url
+from newswire.database import connect_error, redact_url
 from newswire.errors import ConfigError, UnavailableError
 
 __all__ = ["PostgresSeenIndex"]
@@ -105,10 +105,8 @@ class PostgresSeenIndex:
             try:
                 self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
             except psycopg.OperationalError as exc:
-                raise UnavailableError(
-                    f"dedup state {redact_url(self.url)} is unreachable: {exc}",
-                    url=redact_url(self.url),
-                ) from exc
+                # No such database, authentication failed…: fatal; unreachable: an outage.
+                raise connect_error(exc, "dedup state", self.url) from exc
         return self._conn
 
     def _read_size(self, conn: psycopg.Connection[Any]) -> None:

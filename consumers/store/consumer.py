@@ -14,7 +14,12 @@ Failures, and what the runtime does with them:
   refused record goes to ``articles.dlq`` and its batch-mates are stored.
 
 A database that cannot be reached at start-up is not an error: the first
-batch waits for it like any other outage.
+batch waits for it like any other outage. One that can never work as
+configured — no such database, authentication failed, permission denied —
+is (:class:`~newswire.errors.ConfigError`): at start-up (``newswire run``
+checks it before it starts anything, see :meth:`StoreConsumer.check`) and
+when reconnecting later, the stage stops with that message instead of
+waiting forever or dead-lettering the batch.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pydantic import BaseModel, Field
 from newswire import Consumer, Event
 from newswire.errors import UnavailableError
 from newswire.serde import ENRICHED_ARTICLE, SIGHTING
+from newswire.settings import Settings
 from newswire.store import StoreWriter, open_writer
 from newswire.topics import DUPLICATES, ENRICHED
 
@@ -94,6 +100,16 @@ class StoreConsumer(Consumer):
     name = "store"
     topics = (ENRICHED, DUPLICATES)
     settings_model = StoreSettings
+
+    @classmethod
+    def check(cls, settings: Settings) -> None:
+        """Open the store once: a bad URL, a missing database, refused credentials fail here."""
+        url = settings.section(cls.name, StoreSettings).url
+        writer = open_writer(url, settings, connect=False)
+        try:
+            writer.connect()
+        finally:
+            writer.close()
 
     def setup(self) -> None:
         settings: StoreSettings = self.context.settings.section(self.name, StoreSettings)

@@ -49,7 +49,7 @@ from consumers.store.base import (
     search_terms,
     topic_rows,
 )
-from newswire.database import DatabaseURL, parse_database_url
+from newswire.database import DatabaseURL, connect_error, is_fatal, parse_database_url
 from newswire.errors import ConfigError, StoreError, UnavailableError
 from newswire.store import Store
 
@@ -311,7 +311,8 @@ class PostgresStore(Store):
         try:
             conn = psycopg.connect(**self._params, autocommit=True)
         except psycopg.Error as exc:
-            raise UnavailableError(f"{self.url}: cannot connect: {exc}", url=self.url) from exc
+            # No such database, authentication failed…: fatal; unreachable: an outage.
+            raise connect_error(exc, "store", self.url) from exc
         try:
             conn.execute(f"SET statement_timeout = {int(self.statement_timeout_ms)}")
             self._migrate(conn)
@@ -322,6 +323,9 @@ class PostgresStore(Store):
             }
         except BaseException as exc:
             conn.close()
+            if isinstance(exc, psycopg.Error) and is_fatal(exc):
+                # e.g. permission denied for schema: no retry will change it.
+                raise connect_error(exc, "store", self.url) from exc
             if isinstance(exc, psycopg.Error):
                 raise self._error(exc, "opening the store", reset=False) from exc
             raise

@@ -37,7 +37,7 @@ from consumers.store.base import (
     search_terms,
     topic_rows,
 )
-from newswire.database import DatabaseURL, parse_database_url
+from newswire.database import DatabaseURL, connect_error, parse_database_url
 from newswire.errors import ConfigError, StoreError, UnavailableError
 from newswire.store import Store
 
@@ -336,7 +336,8 @@ class SqliteStore(Store):
                 timeout=self.busy_timeout_s,
             )
         except (OSError, sqlite3.Error) as exc:
-            raise UnavailableError(f"{self.url}: cannot open: {exc}", url=self.url) from exc
+            # A path that cannot be a database (permission, a directory…) is fatal.
+            raise connect_error(exc, "store", self.url) from exc
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous}")
@@ -347,7 +348,7 @@ class SqliteStore(Store):
             self._migrate(db)
         except sqlite3.Error as exc:
             db.close()
-            raise UnavailableError(f"{self.url}: cannot open: {exc}", url=self.url) from exc
+            raise connect_error(exc, "store", self.url) from exc
         except BaseException:
             db.close()
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from typing import Annotated, Any
@@ -11,7 +12,7 @@ import typer
 from rich.console import Console
 
 from newswire.errors import NewswireError
-from newswire.settings import Settings
+from newswire.settings import Settings, unknown_variables
 
 __all__ = [
     "EXIT_FAILED",
@@ -54,7 +55,24 @@ def load_settings(bootstrap: str | None = None, **overrides: Any) -> Settings:
         stream=sys.stderr,
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    warn_unknown_variables()
     return settings
+
+
+_warned = False
+
+
+def warn_unknown_variables() -> None:
+    """Warn once per process about each ``NEWSWIRE_*`` variable no setting reads."""
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    for name, closest in unknown_variables(dict(os.environ)):
+        hint = f"; did you mean {closest}?" if closest else ""
+        logging.getLogger("newswire.settings").warning(
+            "%s is not a newswire setting and is ignored%s", name, hint
+        )
 
 
 def fail(exc: NewswireError) -> typer.Exit:

@@ -138,3 +138,34 @@ def test_sigkill_of_run_takes_the_broker_and_the_stages_down(tmp_path: Path) -> 
     finally:
         if run.poll() is None:
             run.kill()
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            ("--store", "foo.db"),
+            "store URL 'foo.db' has no scheme: for a SQLite file write sqlite:///foo.db",
+        ),
+        (
+            ("--store", "postgresql://postgres:s3cret@127.0.0.1:5432/newswire_no_such_db"),
+            'database "newswire_no_such_db" does not exist',
+        ),
+    ],
+)
+def test_run_checks_the_store_before_it_starts_anything(
+    tmp_path: Path, option: tuple[str, str], message: str
+) -> None:
+    work = tmp_path / "work"
+    result = newswire(
+        "run", str(ARTICLES), *option, "--until-idle", "--workdir", str(work), cwd=tmp_path
+    )
+    assert result.returncode == 3
+    error = " ".join(result.stderr.split())  # rich wraps long lines
+    assert message in error
+    assert "s3cret" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    # Nothing was started: no broker, no stage, nothing produced.
+    assert not (work / "broker.log").exists()
+    assert not list(work.glob("*.log"))
+    assert "pipeline up" not in result.stdout

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from pydantic import BaseModel, Field
 
@@ -9,7 +14,25 @@ from consumers.dedup.settings import DedupSettings
 from consumers.store import StoreSettings
 from consumers.store.sqlite import SqliteSettings
 from newswire.errors import ConfigError
-from newswire.settings import Settings, load_section
+from newswire.settings import Settings, load_section, unknown_variables
+
+
+@contextlib.contextmanager
+def caplog_at_warning() -> Iterator[list[logging.LogRecord]]:
+    """The records logged under newswire.settings meanwhile."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(logging.WARNING)
+    logger = logging.getLogger("newswire.settings")
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
 
 
 class ExampleSettings(BaseModel):
@@ -67,3 +90,45 @@ def test_a_section_is_one_model() -> None:
     settings.section("example", ExampleSettings)
     with pytest.raises(ConfigError, match="not a StoreSettings"):
         settings.section("example", StoreSettings)
+
+
+def test_unknown_variables_are_named_with_the_closest_setting() -> None:
+    environ = {
+        "NEWSWIRE_KAFKA__BOOTSRAP": "x",  # a typo in a kernel field
+        "NEWSWIRE_STOER__URL": "x",  # a typo in a plug-in's section
+        "NEWSWIRE_KEYWORDS__WORD": "x",  # a typo in a third-party plug-in's field
+        "NEWSWIRE_STORE__SQLITE_SYNCHRONOUS": "x",  # an old name
+        "NEWSWIRE_QQQQ": "x",  # nothing like any setting
+        "NEWSWIRE_KAFKA__BOOTSTRAP": "ok",
+        "NEWSWIRE_DEDUP__NEAR": "ok",
+        "NEWSWIRE_KEYWORDS__WORDS": "ok",
+        "NEWSWIRE_LOG_LEVEL": "ok",
+        "NEWSWIRE_BENCH_POSTGRES": "ok",  # read by the benchmarks, not a setting
+        "PATH": "ok",
+    }
+    assert dict(unknown_variables(environ)) == {
+        "NEWSWIRE_KAFKA__BOOTSRAP": "NEWSWIRE_KAFKA__BOOTSTRAP",
+        "NEWSWIRE_STOER__URL": "NEWSWIRE_STORE__URL",
+        "NEWSWIRE_KEYWORDS__WORD": "NEWSWIRE_KEYWORDS__WORDS",
+        "NEWSWIRE_STORE__SQLITE_SYNCHRONOUS": "NEWSWIRE_SQLITE__SYNCHRONOUS",
+        "NEWSWIRE_QQQQ": None,
+    }
+
+
+def test_the_cli_warns_once_at_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from newswire.cli import common
+    from newswire.cli.app import app
+
+    monkeypatch.setattr(common, "_warned", False)
+    monkeypatch.setenv("NEWSWIRE_STOER__URL", "sqlite:///x.db")
+    store = f"sqlite:///{tmp_path / 'absent.db'}"
+    with caplog_at_warning() as records:
+        CliRunner().invoke(app, ["articles", "list", "--store", store])
+        CliRunner().invoke(app, ["articles", "list", "--store", store])
+    warnings = [r.getMessage() for r in records if "NEWSWIRE_STOER__URL" in r.getMessage()]
+    assert warnings == [
+        "NEWSWIRE_STOER__URL is not a newswire setting and is ignored; "
+        "did you mean NEWSWIRE_STORE__URL?"
+    ]

@@ -18,8 +18,8 @@ def article(title: str, url: str) -> EnrichedArticle:
 
 def test_alerts_only_on_keywords(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "alerts.jsonl"
-    monkeypatch.setenv("KEYWORDS", "privacy, Facial Recognition")
-    monkeypatch.setenv("KEYWORDS_OUT", str(out))
+    monkeypatch.setenv("NEWSWIRE_KEYWORDS__WORDS", '["privacy", " Facial Recognition"]')
+    monkeypatch.setenv("NEWSWIRE_KEYWORDS__OUT", str(out))
 
     result = run_consumer(
         KeywordAlerts(),
