@@ -33,10 +33,11 @@ run: install ## Run the embedded pipeline on the bundled sample data
 test: install ## Run the test suite (unit, integration against a real broker, e2e)
 	$(PY) -m pytest
 
-lint: install ## ruff (lint + format check) and mypy
+lint: install ## ruff (lint + format check), mypy, import contracts (pyproject.toml), schemas
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(NW) schemas check
 
 format: install ## Apply ruff's formatting and safe fixes

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -36,17 +37,25 @@ from consumers.store.base import (
     ARTICLE_COLUMNS,
     DUMP_ORDER,
     DUPLICATE_COLUMNS,
+    DUPLICATE_KEY,
+    RELATED_COLUMNS,
+    REVISION_COLUMNS,
     SCHEMA_VERSION,
     SUMMARY_COLUMNS,
     ArticleFilter,
     Batch,
+    StoredVersion,
     article_out,
     article_row,
     check_table,
     dump_out,
     image_rows,
+    related_out,
     related_rows,
+    revision_rows,
+    revisions_out,
     search_terms,
+    sightings_out,
     topic_rows,
 )
 from newswire.database import DatabaseURL, connect_error, is_fatal, parse_database_url
@@ -154,8 +163,48 @@ _V2 = [
         ON CONFLICT DO NOTHING""",
 ]
 
+_V3 = [
+    # Revisions: the versions of articles that have had more than one.
+    "ALTER TABLE articles ADD COLUMN revisions integer NOT NULL DEFAULT 1",
+    "ALTER TABLE articles ADD COLUMN updated_at timestamptz",
+    """CREATE TABLE revisions (
+        article_id text NOT NULL,
+        version text NOT NULL,
+        published_at timestamptz,
+        ingested_at timestamptz,
+        title text NOT NULL,
+        excerpt_hash text NOT NULL,
+        body_hash text NOT NULL,
+        word_count integer,
+        stored_at timestamptz NOT NULL,
+        PRIMARY KEY (article_id, version)
+    )""",
+    # Every sighting: keyed by the record dedup saw; rows of version 2 have no source
+    # position (-1) and stay one per url and kept article. A new reason: update.
+    "ALTER TABLE duplicates ADD COLUMN source_topic text NOT NULL DEFAULT ''",
+    "ALTER TABLE duplicates ADD COLUMN source_partition integer NOT NULL DEFAULT -1",
+    "ALTER TABLE duplicates ADD COLUMN source_offset bigint NOT NULL DEFAULT -1",
+    "ALTER TABLE duplicates DROP CONSTRAINT duplicates_pkey",
+    "ALTER TABLE duplicates ADD PRIMARY KEY "
+    "(url, duplicate_of, source_topic, source_partition, source_offset)",
+    "ALTER TABLE duplicates DROP CONSTRAINT duplicates_reason_check",
+    "ALTER TABLE duplicates ADD CONSTRAINT duplicates_reason_check "
+    "CHECK (reason IN ('url', 'content', 'near', 'update'))",
+    # Related articles: every field the event carries.
+    "ALTER TABLE related ADD COLUMN excerpt text",
+    "ALTER TABLE related ADD COLUMN published_at timestamptz",
+    "ALTER TABLE related ADD COLUMN web_url text",
+    "ALTER TABLE related ADD COLUMN amp_web_url text",
+    "ALTER TABLE related ADD COLUMN cdn_amp_web_url text",
+    "ALTER TABLE related ADD COLUMN type text",
+    "ALTER TABLE related ADD COLUMN provider_name text",
+    "ALTER TABLE related ADD COLUMN provider_domain text",
+    "ALTER TABLE related ADD COLUMN quality integer",
+    "ALTER TABLE related ADD COLUMN images jsonb NOT NULL DEFAULT '[]'",
+]
+
 #: Statements that take the schema from version N-1 to N.
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
 
 # Temp tables live in the session's pg_temp schema, searched first: names must not shadow ours.
 _TEMP_TABLES = [
@@ -187,24 +236,34 @@ _DCOLS = ", ".join(DUPLICATE_COLUMNS)
 _COPIED: dict[str, tuple[str, ...]] = {
     "newswire_articles_in": ARTICLE_COLUMNS,
     "newswire_duplicates_in": DUPLICATE_COLUMNS,
-    "related": ("article_id", "url", "title"),
+    "related": RELATED_COLUMNS,
     "topics": ("article_id", "topic"),
     "images": ("article_id", "position", "url", "width", "height", "is_cached"),
 }
 _CHILDREN: dict[str, Callable[[Mapping[str, Any]], Sequence[tuple[Any, ...]]]] = {
-    "related": related_rows,
+    "related": partial(related_rows, json_as_text=False),
     "topics": topic_rows,
     "images": image_rows,
 }
 
 
+# A sighting seen again (a replay: the same source record) is the same row.
 _UPSERT_DUPLICATES = (
     f"INSERT INTO duplicates ({_DCOLS}) SELECT {_DCOLS} FROM newswire_duplicates_in "
-    "ON CONFLICT (url, duplicate_of) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in DUPLICATE_COLUMNS[2:])
+    f"ON CONFLICT ({', '.join(DUPLICATE_KEY)}) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in DUPLICATE_COLUMNS if c not in DUPLICATE_KEY)
 )
 _SUMMARY = ", ".join(f"a.{c}" for c in SUMMARY_COLUMNS)
-_ARTICLE = ", ".join(ARTICLE_COLUMNS)
+# What the query API shows of an article: the record's columns and the store's own.
+_ARTICLE = ", ".join((*ARTICLE_COLUMNS, "revisions", "updated_at"))
+_STORED_VERSION = (
+    "SELECT id, published_at, ingested_at, title, excerpt, body, word_count, stored_at "
+    "FROM articles WHERE id = ANY(%s)"
+)
+_INSERT_REVISION = (
+    f"INSERT INTO revisions ({', '.join(REVISION_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(REVISION_COLUMNS))}) ON CONFLICT DO NOTHING"
+)
 
 # SQLSTATE classes: the value is refused (the record's fault) / worth another try.
 _REFUSED_CLASSES = ("21", "22", "23", "54")
@@ -416,6 +475,9 @@ class PostgresStore(Store):
     def _write_batch(self, conn: psycopg.Connection[Any], batch: Batch) -> None:
         with conn.cursor() as cur:
             if batch.records:
+                # What is stored now of these ids, for their revisions (new ids: no rows).
+                cur.execute(_STORED_VERSION, ([r["id"] for r in batch.records],))
+                stored = {row[0]: StoredVersion(*row[1:]) for row in cur.fetchall()}
                 rows = [article_row(r, batch.stored_at, json_as_text=False) for r in batch.records]
                 self._copy(cur, "newswire_articles_in", rows)
                 cur.execute(_UPSERT_ARTICLES)
@@ -433,6 +495,20 @@ class PostgresStore(Store):
                     winners = [r for r in batch.records if r["id"] in won]
                     for table, rows_of in _CHILDREN.items():
                         self._copy(cur, table, [row for r in winners for row in rows_of(r)])
+                plan = revision_rows(batch, stored, batch.stored_at)
+                if plan.rows:
+                    cur.executemany(_INSERT_REVISION, plan.rows)
+                    cur.execute(
+                        "UPDATE articles a SET revisions = r.n FROM (SELECT article_id, "
+                        "count(*) AS n FROM revisions WHERE article_id = ANY(%s) "
+                        "GROUP BY article_id) r WHERE a.id = r.article_id",
+                        (plan.recount,),
+                    )
+                    if plan.updated:
+                        cur.execute(
+                            "UPDATE articles SET updated_at = %s WHERE id = ANY(%s)",
+                            (batch.stored_at, plan.updated),
+                        )
             if batch.duplicates:
                 self._copy(cur, "newswire_duplicates_in", batch.duplicates)
                 cur.execute(_UPSERT_DUPLICATES)
@@ -500,17 +576,30 @@ class PostgresStore(Store):
         if not rows:
             return None
         article = article_out(rows[0])
-        article["related"] = self.query(
-            "SELECT url, title FROM related WHERE article_id = %s ORDER BY url", (article_id,)
-        )
+        related = ", ".join(c for c in RELATED_COLUMNS if c != "article_id")
+        article["related"] = [
+            related_out(r)
+            for r in self.query(
+                f"SELECT {related} FROM related WHERE article_id = %s ORDER BY url", (article_id,)
+            )
+        ]
         article["duplicates"] = [
             dump_out("duplicates", r)
             for r in self.query(
                 f"SELECT {_DCOLS} FROM duplicates WHERE duplicate_of = %s "
-                "ORDER BY seen_at NULLS FIRST, url",
+                "ORDER BY seen_at NULLS FIRST, url, source_topic, source_partition, "
+                "source_offset",
                 (article_id,),
             )
         ]
+        article["sightings"] = sightings_out(article["duplicates"])
+        article["history"] = revisions_out(
+            self.query(
+                f"SELECT {', '.join(REVISION_COLUMNS)} FROM revisions WHERE article_id = %s",
+                (article_id,),
+            ),
+            article,
+        )
         return article
 
     def find_duplicate(self, duplicate_id: str) -> dict[str, Any] | None:

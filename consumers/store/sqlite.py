@@ -23,18 +23,26 @@ from consumers.store.base import (
     ARTICLE_COLUMNS,
     DUMP_ORDER,
     DUPLICATE_COLUMNS,
+    DUPLICATE_KEY,
+    RELATED_COLUMNS,
+    REVISION_COLUMNS,
     SCHEMA_VERSION,
     SUMMARY_COLUMNS,
     ArticleFilter,
     Batch,
+    StoredVersion,
     article_out,
     article_row,
     check_table,
     dump_out,
     image_rows,
     iso,
+    related_out,
     related_rows,
+    revision_rows,
+    revisions_out,
     search_terms,
+    sightings_out,
     topic_rows,
 )
 from newswire.database import DatabaseURL, connect_error, parse_database_url
@@ -145,8 +153,77 @@ _V2 = [
         WHERE json_extract(j.value, '$.url') IS NOT NULL""",
 ]
 
+_V3 = [
+    # Revisions: the versions of articles that have had more than one.
+    "ALTER TABLE articles ADD COLUMN revisions INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE articles ADD COLUMN updated_at TEXT",
+    """CREATE TABLE revisions (
+        article_id TEXT NOT NULL,
+        version TEXT NOT NULL,
+        published_at TEXT,
+        ingested_at TEXT,
+        title TEXT NOT NULL,
+        excerpt_hash TEXT NOT NULL,
+        body_hash TEXT NOT NULL,
+        word_count INTEGER,
+        stored_at TEXT NOT NULL,
+        PRIMARY KEY (article_id, version)
+    ) WITHOUT ROWID""",
+    # Every sighting: keyed by the record dedup saw. SQLite cannot change a primary key
+    # or drop a CHECK in place: a new table, the old rows copied (they have no source
+    # position: -1, one per url and kept article as before). A new reason: ``update``.
+    """CREATE TABLE duplicates_v3 (
+        url TEXT NOT NULL,
+        duplicate_of TEXT NOT NULL,
+        reason TEXT NOT NULL CHECK (reason IN ('url', 'content', 'near', 'update')),
+        similarity REAL NOT NULL,
+        id TEXT,
+        canonical_url TEXT,
+        title TEXT,
+        provider_domain TEXT,
+        seen_at TEXT,
+        source_topic TEXT NOT NULL DEFAULT '',
+        source_partition INTEGER NOT NULL DEFAULT -1,
+        source_offset INTEGER NOT NULL DEFAULT -1,
+        PRIMARY KEY (url, duplicate_of, source_topic, source_partition, source_offset)
+    )""",
+    """INSERT INTO duplicates_v3
+        (url, duplicate_of, reason, similarity, id, canonical_url, title, provider_domain,
+         seen_at)
+        SELECT url, duplicate_of, reason, similarity, id, canonical_url, title,
+               provider_domain, seen_at
+        FROM duplicates""",
+    "DROP TABLE duplicates",
+    "ALTER TABLE duplicates_v3 RENAME TO duplicates",
+    "CREATE INDEX duplicates_of ON duplicates (duplicate_of)",
+    "CREATE INDEX duplicates_id ON duplicates (id)",
+    # Related articles: every field the event carries. Rows in rowid (arrival) order and
+    # a narrow index by article: a batch dirties far fewer pages than a table keyed by
+    # (article, url); one row per URL is the writer's (it replaces an article's rows whole).
+    """CREATE TABLE related_v3 (
+        article_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        title TEXT,
+        excerpt TEXT,
+        published_at TEXT,
+        web_url TEXT,
+        amp_web_url TEXT,
+        cdn_amp_web_url TEXT,
+        type TEXT,
+        provider_name TEXT,
+        provider_domain TEXT,
+        quality INTEGER,
+        images TEXT NOT NULL DEFAULT '[]'
+    )""",
+    """INSERT INTO related_v3 (article_id, url, title)
+        SELECT article_id, url, title FROM related ORDER BY article_id, url""",
+    "DROP TABLE related",
+    "ALTER TABLE related_v3 RENAME TO related",
+    "CREATE INDEX related_article ON related (article_id)",
+]
+
 #: Statements that take the schema from version N-1 to N.
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _TIMES = tuple(ARTICLE_COLUMNS.index(c) for c in ("published_at", "ingested_at", "enriched_at"))
@@ -164,13 +241,27 @@ _UPSERT_ARTICLE = (
     + ", ".join(f"{c} = excluded.{c}" for c in ARTICLE_COLUMNS if c != "id")
     + f" WHERE {_NEWER}"
 )
+# A sighting seen again (a replay: the same source record) is the same row.
 _UPSERT_DUPLICATE = (
     f"INSERT INTO duplicates ({', '.join(DUPLICATE_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(DUPLICATE_COLUMNS))}) "
-    "ON CONFLICT (url, duplicate_of) DO UPDATE SET reason = excluded.reason, "
-    "similarity = excluded.similarity, id = excluded.id, canonical_url = excluded.canonical_url, "
-    "title = excluded.title, provider_domain = excluded.provider_domain, "
-    "seen_at = excluded.seen_at"
+    f"ON CONFLICT ({', '.join(DUPLICATE_KEY)}) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in DUPLICATE_COLUMNS if c not in DUPLICATE_KEY)
+)
+_INSERT_RELATED = (
+    f"INSERT INTO related ({', '.join(RELATED_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(RELATED_COLUMNS))})"
+)
+_RELATED_PUBLISHED = RELATED_COLUMNS.index("published_at")
+_SEEN = DUPLICATE_COLUMNS.index("seen_at")
+_INSERT_REVISION = (
+    f"INSERT OR IGNORE INTO revisions ({', '.join(REVISION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(REVISION_COLUMNS))})"
+)
+_REVISION_TIMES = tuple(REVISION_COLUMNS.index(c) for c in ("published_at", "ingested_at"))
+_STORED_VERSION = tuple(
+    ARTICLE_COLUMNS.index(c)
+    for c in ("published_at", "ingested_at", "title", "excerpt", "body", "word_count", "stored_at")
 )
 _SUMMARY = ", ".join(f"a.{c}" for c in SUMMARY_COLUMNS)
 # The writer checkpoints itself only past ~64 MiB of WAL (the background checkpointer's bound).
@@ -207,6 +298,10 @@ def _sqlite_row(record: Mapping[str, Any], stored_at: str) -> list[Any]:
         values[i] = iso(values[i])
     values[_PUBLISHED] = int(values[_PUBLISHED])
     return values
+
+
+def _sqlite_related(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (*row[:_RELATED_PUBLISHED], iso(row[_RELATED_PUBLISHED]), *row[_RELATED_PUBLISHED + 1 :])
 
 
 def fts_query(text: str) -> str | None:
@@ -457,8 +552,8 @@ class SqliteStore(Store):
                 for table in ("related", "topics", "images"):
                     db.executemany(f"DELETE FROM {table} WHERE article_id = ?", replaced)
             db.executemany(
-                "INSERT OR REPLACE INTO related (article_id, url, title) VALUES (?, ?, ?)",
-                [r for record, _ in winners for r in related_rows(record)],
+                _INSERT_RELATED,
+                [_sqlite_related(r) for record, _ in winners for r in related_rows(record)],
             )
             db.executemany(
                 "INSERT OR IGNORE INTO topics (article_id, topic) VALUES (?, ?)",
@@ -469,11 +564,40 @@ class SqliteStore(Store):
                 "(article_id, position, url, width, height, is_cached) VALUES (?, ?, ?, ?, ?, ?)",
                 [r for record, _ in winners for r in image_rows(record)],
             )
+            self._write_revisions(db, batch, stored, stored_at)
         if batch.duplicates:
             db.executemany(
                 _UPSERT_DUPLICATE,
-                [(*row[:-1], iso(row[-1])) for row in batch.duplicates],
+                [(*row[:_SEEN], iso(row[_SEEN]), *row[_SEEN + 1 :]) for row in batch.duplicates],
             )
+
+    @staticmethod
+    def _write_revisions(
+        db: sqlite3.Connection, batch: Batch, stored: dict[str, tuple[Any, ...]], stored_at: str
+    ) -> None:
+        versions = {
+            article_id: StoredVersion(*(row[i] for i in _STORED_VERSION))
+            for article_id, row in stored.items()
+        }
+        plan = revision_rows(batch, versions, stored_at)
+        if not plan.rows:
+            return
+        rows = []
+        for row in plan.rows:
+            values = list(row)
+            for i in _REVISION_TIMES:
+                values[i] = iso(values[i])
+            rows.append(values)
+        db.executemany(_INSERT_REVISION, rows)
+        db.executemany(
+            "UPDATE articles SET revisions = "
+            "(SELECT count(*) FROM revisions r WHERE r.article_id = articles.id) WHERE id = ?",
+            [(article_id,) for article_id in plan.recount],
+        )
+        db.executemany(
+            "UPDATE articles SET updated_at = ? WHERE id = ?",
+            [(stored_at, article_id) for article_id in plan.updated],
+        )
 
     @staticmethod
     def _stored(db: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[Any, ...]]:
@@ -563,19 +687,29 @@ class SqliteStore(Store):
         if not rows:
             return None
         article = article_out(dict(rows[0]))
+        related = ", ".join(c for c in RELATED_COLUMNS if c != "article_id")
         article["related"] = [
-            dict(r)
+            related_out(dict(r))
             for r in self.query(
-                "SELECT url, title FROM related WHERE article_id = ? ORDER BY url", (article_id,)
+                f"SELECT {related} FROM related WHERE article_id = ? ORDER BY url", (article_id,)
             )
         ]
         article["duplicates"] = [
             dump_out("duplicates", dict(r))
             for r in self.query(
-                "SELECT * FROM duplicates WHERE duplicate_of = ? ORDER BY seen_at, url",
+                "SELECT * FROM duplicates WHERE duplicate_of = ? "
+                "ORDER BY seen_at, url, source_topic, source_partition, source_offset",
                 (article_id,),
             )
         ]
+        article["sightings"] = sightings_out(article["duplicates"])
+        article["history"] = revisions_out(
+            [
+                dict(r)
+                for r in self.query("SELECT * FROM revisions WHERE article_id = ?", (article_id,))
+            ],
+            article,
+        )
         return article
 
     def find_duplicate(self, duplicate_id: str) -> dict[str, Any] | None:

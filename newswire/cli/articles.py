@@ -172,7 +172,7 @@ def show_article(
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """One article with its duplicates and related links.
+    """One article with its revisions, sightings (duplicates) and related articles.
 
     The id of a duplicate shows the article it duplicates.
     """
@@ -234,15 +234,60 @@ def _print_article(article: dict[str, Any], *, full_body: bool) -> None:
     if text:
         out.print()
         out.print(escape(text if full_body or len(text) <= 600 else text[:600] + " … (--body)"))
-    related = Table("related title", "url", title="related", title_justify="left")
+    revisions = article.get("history") or []
+    if len(revisions) > 1:
+        versions = Table(
+            "published (UTC)",
+            "stored (UTC)",
+            "title",
+            "changed",
+            title=f"revisions ({len(revisions)}; updated {_when(article.get('updated_at'))})",
+            title_justify="left",
+        )
+        for rev in revisions:
+            changed = ", ".join(rev["changed"]) or "first version"
+            versions.add_row(
+                _when(rev["published_at"]),
+                _when(rev["stored_at"]),
+                escape(rev["title"] or "") + (" (current)" if rev["current"] else ""),
+                changed,
+            )
+        out.print(versions)
+    else:
+        out.print("revisions (1): never updated")
+    related = Table(title="related", title_justify="left")
+    related.add_column("related title", ratio=2)
+    related.add_column("published (UTC)")
+    related.add_column("provider")
+    related.add_column("url", overflow="fold", ratio=2)
     for link in article["related"]:
-        related.add_row(escape(link["title"] or ""), escape(link["url"]))
-    duplicates = Table(
-        "url", "reason", "similarity", "seen", title="duplicates", title_justify="left"
-    )
-    for dup in article["duplicates"]:
-        duplicates.add_row(
-            escape(dup["url"]), dup["reason"], f"{dup['similarity']:.2f}", _when(dup["seen_at"])
+        provider = link.get("provider_domain") or link.get("provider_name") or ""
+        title = escape(link["title"] or "")
+        if link.get("excerpt"):
+            title += "\n" + escape(link["excerpt"])
+        urls = [link["url"]] + [
+            u
+            for u in (link.get("amp_web_url"), link.get("cdn_amp_web_url"))
+            if u and u != link["url"]
+        ]
+        if link.get("images"):
+            urls += [f"image: {i['url']}" for i in link["images"]]
+        related.add_row(
+            title, _when(link.get("published_at")), escape(provider), escape("\n".join(urls))
+        )
+    sightings = article.get("sightings") or []
+    seen = Table(title=f"sightings ({sum(s['count'] for s in sightings)})", title_justify="left")
+    seen.add_column("url", overflow="fold", ratio=1)
+    for name in ("reason", "times", "first seen", "last seen", "similarity"):
+        seen.add_column(name)
+    for group in sightings:
+        seen.add_row(
+            escape(group["url"]),
+            group["reason"],
+            str(group["count"]),
+            _when(group["first_seen"]),
+            _when(group["last_seen"]),
+            f"{group['similarity'] or 0:.2f}",
         )
     out.print(related if article["related"] else "no related links")
-    out.print(duplicates if article["duplicates"] else "no duplicates")
+    out.print(seen if sightings else "no duplicates")

@@ -9,6 +9,7 @@ import pytest
 
 from consumers.store.base import (
     ARTICLE_COLUMNS,
+    RELATED_COLUMNS,
     Batch,
     article_out,
     article_row,
@@ -106,10 +107,46 @@ def test_related_rows_fall_back_to_amp_urls_and_skip_links_without_one() -> None
             {"title": "again", "web_url": "https://r.com/amp"},  # same URL: the last title
         ]
     )
-    assert related_rows(record) == [
+    assert [row[:3] for row in related_rows(record)] == [
         ("a" * 16, "https://r.com/amp", "again"),
         ("a" * 16, "https://cdn.r.com/c", "cdn"),
     ]
+
+
+def test_related_rows_keep_every_field_of_the_event() -> None:
+    published = dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC)
+    record = rec(
+        related=[
+            {
+                "title": "Rel",
+                "excerpt": "What the related story says.",
+                "published_at": published,
+                "web_url": "https://r.com/a",
+                "amp_web_url": "https://r.com/a?amp",
+                "cdn_amp_web_url": "https://r-com.cdn.ampproject.org/c/s/r.com/a",
+                "type": "video",
+                "provider": {"name": "R News", "domain": "r.com"},
+                "quality": 7,
+                "images": [{"url": "https://r.com/a.jpg", "width": 640, "height": None}],
+            }
+        ]
+    )
+    (row,) = related_rows(record)
+    assert dict(zip(RELATED_COLUMNS, row, strict=True)) == {
+        "article_id": "a" * 16,
+        "url": "https://r.com/a",
+        "title": "Rel",
+        "excerpt": "What the related story says.",
+        "published_at": published,
+        "web_url": "https://r.com/a",
+        "amp_web_url": "https://r.com/a?amp",
+        "cdn_amp_web_url": "https://r-com.cdn.ampproject.org/c/s/r.com/a",
+        "type": "video",
+        "provider_name": "R News",
+        "provider_domain": "r.com",
+        "quality": 7,
+        "images": '[{"url":"https://r.com/a.jpg","width":640,"height":null}]',
+    }
 
 
 def test_topic_rows_are_trimmed_and_unique_ignoring_case() -> None:
@@ -127,12 +164,27 @@ def test_image_rows_keep_their_position() -> None:
     ]
 
 
-def test_sightings_are_deduplicated_by_url_and_kept_article() -> None:
+def test_sightings_without_a_source_are_deduplicated_by_url_and_kept_article() -> None:
     s1 = {"url": "https://e.com/d", "duplicate_of": "k", "reason": "url", "similarity": 1.0}
     s2 = {**s1, "reason": "content", "similarity": 0.9}
     s3 = {**s1, "duplicate_of": "other"}
     batch = Batch.of([], [s1, s2, s3])
     assert [(d[1], d[2]) for d in batch.duplicates] == [("k", "content"), ("other", "url")]
+    assert batch.sighting_records == 3
+
+
+def test_each_source_record_is_its_own_sighting_and_a_replay_is_the_same() -> None:
+    s1 = {
+        "url": "https://e.com/d",
+        "duplicate_of": "k",
+        "reason": "url",
+        "source_topic": "articles.raw",
+        "source_partition": 2,
+        "source_offset": 10,
+    }
+    s2 = {**s1, "source_offset": 11}
+    batch = Batch.of([], [s1, s2, dict(s1)])
+    assert [d[-1] for d in batch.duplicates] == [10, 11]
     assert batch.sighting_records == 3
 
 
