@@ -206,3 +206,53 @@ def test_the_run_summary_adds_up_and_keeps_the_dead_letters(
     assert letter["stage"] == "store"
     assert letter["source_topic"] == "articles.enriched"
     assert "0x00" in letter["error_message"]
+
+
+def test_the_run_summary_adds_up_with_an_update_and_a_resend(tmp_path: Path) -> None:
+    # v2 is a newer version of v1 (an update: stored), its copy a url duplicate (a sighting).
+    url = "https://example.com/story"
+    lines = [
+        {
+            "title": "v1",
+            "originalUrl": url,
+            "publishedDateTime": "2024-01-01T00:00:00Z",
+            "body": "the first text",
+        },
+        {
+            "title": "v2",
+            "originalUrl": url,
+            "publishedDateTime": "2024-02-01T00:00:00Z",
+            "body": "the corrected text",
+        },
+        {
+            "title": "v2",
+            "originalUrl": url + "?utm_source=x",
+            "publishedDateTime": "2024-02-01T00:00:00Z",
+            "body": "the corrected text",
+        },
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = subprocess.run(
+        [
+            *NEWSWIRE,
+            "run",
+            str(source),
+            "--store",
+            f"sqlite:///{tmp_path / 's.db'}",
+            "--until-idle",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = " ".join(result.stdout.split())
+    assert "dedup: updates (counted in stored) │ 1" in text, result.stdout
+    assert (
+        "3 read = 0 rejected + 1 duplicate sightings + 2 stored (new or updated) + "
+        "0 dead-lettered: adds up"
+    ) in text, result.stdout
