@@ -26,7 +26,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cached_property, lru_cache
 from typing import Any
 
@@ -206,15 +206,14 @@ class Enricher:
             return count_words(body, thai=self._thai)
         return count_words(body, by_script=False)
 
-    def enrich(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The record with ``word_count``, ``reading_time_s``, ``language``… added."""
+    def enrichment(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The fields enrich adds to *record* (it reads title, excerpt, body, canonical_url)."""
         body = record.get("body") or ""
         title, excerpt = record.get("title") or "", record.get("excerpt") or ""
         # Only the sample's worth of the body: the body can be long.
         language, score = self.language(f"{title} {excerpt} {body[:_LANGUAGE_SAMPLE_CHARS]}")
         words = self.words(body, language)
         return {
-            **record,
             "word_count": words.count,
             "reading_time_s": words.reading_time_s(language),
             "language": language,
@@ -222,6 +221,10 @@ class Enricher:
             "registered_domain": self.registered_domain(record["canonical_url"]),
             "enriched_at": dt.datetime.now(dt.UTC),
         }
+
+    def enrich(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The record with ``word_count``, ``reading_time_s``, ``language``… added."""
+        return {**record, **self.enrichment(record)}
 
 
 class _AppendEncoder:
