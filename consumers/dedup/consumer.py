@@ -6,7 +6,16 @@ becomes a :class:`~newswire.model.Sighting` on ``articles.duplicates`` naming
 the kept article, the reason and the similarity:
 
 ``url``
-    the same canonical URL (tracking parameters, AMP, scheme… do not matter);
+    the same canonical URL (tracking parameters, AMP, scheme… do not matter)
+    with the same title, excerpt and body as the newest version remembered (a
+    re-send), or an older version (by published time, then ingest time) than
+    the newest one: a sighting only;
+``update``
+    the same canonical URL with another title, excerpt or body, not older than
+    the newest version remembered: a new version of a kept article. It goes on
+    to ``articles.unique`` like a first copy — an ordinary Article event with
+    the same article id (the contract with the store, which keeps the newest
+    version and counts revisions) — *and* is reported as a sighting;
 ``content``
     the same text, word for word after normalisation, under another URL;
 ``near``
@@ -19,6 +28,14 @@ the kept article, the reason and the similarity:
 
 The judgement of a batch and the state it leaves are one transaction of the
 state (:mod:`.state`), committed before anything is emitted.
+
+Keys: every copy and version of an article must be on one partition of
+``articles.raw`` (its Kafka key is the article id), so that one instance sees
+them in order. A record whose key is not its article id is not judged where it
+landed: it is sent to ``articles.raw`` again, keyed by its id (so on the
+article's partition), with the header ``newswire.rekeyed_from`` naming where it
+was; it is judged when it comes back, as the record it was (its claimant is the
+original position, so re-keying twice after a crash still gives one verdict).
 """
 
 from __future__ import annotations
@@ -26,9 +43,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import xxhash
 from prometheus_client import Counter, Gauge
@@ -40,22 +56,30 @@ from consumers.dedup.sketch import Sketch, estimate, sketch_many
 from consumers.dedup.state import (
     KEPT,
     REASONS,
+    STORED,
+    UPDATE,
     Entry,
     SeenIndex,
     band_keys_of,
+    claim_key,
     claimant_of,
     content_key,
     id_number,
     id_text,
     url_key,
 )
-from newswire import Consumer, Event
+from newswire import Consumer, Event, Outcome
 from newswire.errors import RetriableError
 from newswire.serde import SIGHTING
 from newswire.settings import Settings
 from newswire.topics import DUPLICATES, RAW, UNIQUE
 
-__all__ = ["DedupConsumer", "Verdict"]
+__all__ = ["REKEYED_FROM_HEADER", "DedupConsumer", "Verdict"]
+
+#: Header of a record dedup re-sent keyed by its article id: ``topic/partition/offset`` it had.
+REKEYED_FROM_HEADER = "newswire.rekeyed_from"
+#: Header with the Kafka key the re-keyed record had (absent when it had none).
+ORIGINAL_KEY_HEADER = "newswire.original_key"
 
 _URL, _CONTENT, _NEAR = (REASONS.index(r) for r in ("url", "content", "near"))
 _MAX_ATTEMPTS = 20  # claims lost to another instance before the batch is retried from scratch
@@ -72,8 +96,13 @@ class Verdict:
 
     @property
     def duplicate(self) -> bool:
-        """True for a duplicate."""
-        return bool(self.reason)
+        """True for a sighting only (not sent on to articles.unique)."""
+        return bool(self.reason) and self.reason != "update"
+
+    @property
+    def update(self) -> bool:
+        """True for a new version of a kept article: sent on *and* reported as a sighting."""
+        return self.reason == "update"
 
 
 @dataclass(slots=True)
@@ -84,7 +113,11 @@ class _Record:
     article: int
     claimant: int
     event_time: int
+    #: Ingest time in ms (the tie-break between two versions of one published time).
+    ingested: int
     content: int | None
+    #: Fingerprint of title, excerpt and body: two versions differ when it differs.
+    version: int
     words: list[str]
     numbers: int | None = None
     sketch: Sketch | None = None
@@ -92,25 +125,27 @@ class _Record:
     keys: list[int] = field(default_factory=list)
 
 
-def _event_time(event: Event, now: float) -> int:
+def _times(event: Event, now: float) -> tuple[int, int]:
+    """(event time in s: published, else ingested, else the record's timestamp; ingest time in
+    ms: ingested, else the record's timestamp), neither further ahead than a day from now."""
     record = event.record
-    for name in ("published_at", "ingested_at"):
-        value = record.get(name)
-        if isinstance(value, dt.datetime):
-            seconds = value.timestamp()
-            break
-    else:
-        seconds = event.timestamp_ms / 1000 if event.timestamp_ms > 0 else now
-    return int(min(seconds, now + _FUTURE_S))
+    fallback = event.timestamp_ms / 1000 if event.timestamp_ms > 0 else now
+    ingested = record.get("ingested_at")
+    ingested_s = ingested.timestamp() if isinstance(ingested, dt.datetime) else fallback
+    published = record.get("published_at")
+    event_s = published.timestamp() if isinstance(published, dt.datetime) else ingested_s
+    limit = now + _FUTURE_S
+    return int(min(event_s, limit)), int(min(ingested_s, limit) * 1000)
 
 
-def _text_words(record: Mapping[str, Any], min_chars: int) -> list[str]:
-    """The words of the text an article is compared by (see ``content_text``)."""
-    body = tokens(record.get("body") or "")
-    if sum(map(len, body)) + len(body) - 1 >= min_chars:
-        return body
-    head = tokens(f"{record.get('title') or ''} {record.get('excerpt') or ''}")
-    return head if sum(map(len, head)) + len(head) - 1 >= min_chars else []
+def _length(words: list[str]) -> int:
+    """The length of the words joined by single spaces."""
+    return sum(map(len, words)) + len(words) - 1
+
+
+def _version(title: list[str], excerpt: list[str], body: list[str]) -> int:
+    """Fingerprint of an article's version (normalised title, excerpt, body)."""
+    return content_hash(f"{' '.join(title)}\n{' '.join(excerpt)}\n{' '.join(body)}")
 
 
 class DedupConsumer(Consumer):
@@ -119,6 +154,21 @@ class DedupConsumer(Consumer):
     name = "dedup"
     topics = (RAW,)
     settings_model = DedupSettings
+    # A sighting ends a document's journey; an update goes on to the store as an article.
+    outcomes = (
+        Outcome(
+            "duplicate sightings",
+            "newswire_dedup_duplicates_total",
+            split="reason",
+            exclude=("update",),
+        ),
+        Outcome(
+            "updates (counted in stored)",
+            "newswire_dedup_duplicates_total",
+            labels=(("reason", "update"),),
+            terminal=False,
+        ),
+    )
 
     @classmethod
     def state_url(cls, settings: Settings) -> str:
@@ -154,7 +204,7 @@ class DedupConsumer(Consumer):
         labels = ("consumer", "topic")
         self._duplicates = Counter(
             "newswire_dedup_duplicates_total",
-            "Duplicates found, by reason.",
+            "Sightings reported on articles.duplicates, by reason (update: also sent on).",
             (*labels, "reason"),
             registry=registry,
         )
@@ -176,6 +226,13 @@ class DedupConsumer(Consumer):
             (*labels, "outcome"),
             registry=registry,
         )
+        self._rekeyed = Counter(
+            "newswire_dedup_rekeyed_total",
+            "Records whose Kafka key was not their article id, sent to articles.raw again "
+            "keyed by the id.",
+            labels,
+            registry=registry,
+        )
         self._conflicts = Counter(
             "newswire_dedup_claim_conflicts_total",
             "Batches judged again because another instance claimed a key first.",
@@ -189,6 +246,7 @@ class DedupConsumer(Consumer):
         # Exported from the start (at 0), not from the first eviction or conflict on.
         self._evictions.labels(self.name, RAW)
         self._conflicts.labels(self.name, RAW)
+        self._rekeyed.labels(self.name, RAW)
         self._remembered.labels(self.name, RAW).set(len(self.index))
 
     def close(self) -> None:
@@ -214,7 +272,8 @@ class DedupConsumer(Consumer):
             try:
                 verdicts, entries, known = self._judge(records)
                 lost = self.index.insert(entries)
-                if lost - known:
+                moved = {key for e in entries for key, _, _ in e.takeover}
+                if (lost - known) | (lost & moved):
                     # Another instance claimed a key that was free when we looked: judge
                     # the batch again, now against its claim.
                     self.index.rollback()
@@ -237,19 +296,32 @@ class DedupConsumer(Consumer):
 
     def _prepare(self, events: Sequence[Event], now: float) -> list[_Record]:
         records = []
+        min_chars = self.min_chars
         for event in events:
             record = event.record
             article_id = record["id"]
-            words = _text_words(record, self.min_chars)
+            title = tokens(record.get("title") or "")
+            excerpt = tokens(record.get("excerpt") or "")
+            body = tokens(record.get("body") or "")
+            # The text an article is compared by (see ``content_text``): the body, else
+            # title and excerpt, else nothing (too short to tell articles apart).
+            if _length(body) >= min_chars:
+                words = body
+            else:
+                head = title + excerpt
+                words = head if _length(head) >= min_chars else []
+            event_time, ingested = _times(event, now)
             records.append(
                 _Record(
                     article_id=article_id,
                     article=id_number(article_id),
-                    claimant=claimant_of(event.topic, event.partition, event.offset),
-                    event_time=_event_time(event, now),
-                    content=self._content(record, words),
+                    claimant=_claimant(event),
+                    event_time=event_time,
+                    ingested=ingested,
+                    content=self._content(title, words),
+                    version=_version(title, excerpt, body),
                     words=words,
-                    numbers=_title_numbers(record),
+                    numbers=_title_numbers(title),
                 )
             )
         if self.near:
@@ -266,7 +338,7 @@ class DedupConsumer(Consumer):
                 r.keys.extend(band_keys_of(r.sketch.bands))
         return records
 
-    def _content(self, record: Mapping[str, Any], words: list[str]) -> int | None:
+    def _content(self, title: list[str], words: list[str]) -> int | None:
         """The exact-content key: of the text, and of the title too for short texts.
 
         Short texts are formulaic (briefs, scores, a site's boilerplate): the
@@ -276,12 +348,23 @@ class DedupConsumer(Consumer):
             return None
         text = " ".join(words)
         if len(words) < self.near_min_words:
-            text = f"{' '.join(tokens(record.get('title') or ''))}\n{text}"
+            text = f"{' '.join(title)}\n{text}"
         return content_hash(text)
 
     def _judge(self, records: list[_Record]) -> tuple[list[Verdict], list[Entry], set[int]]:
         """Verdicts and new entries for *records*, and the keys known to be held by others."""
         held = self.index.lookup({key for r in records for key in r.keys})
+        # A record whose URL leads to a stored version made by another record may be a version
+        # that has given up its URL key to a newer one since: look for its claim key too.
+        claims = {
+            claim_key(r.claimant)
+            for r in records
+            if (h := held.get(r.keys[0])) is not None
+            and h.reason in STORED
+            and h.claimant != r.claimant
+        }
+        if claims:
+            held.update(self.index.lookup(claims))
         known = set(held)
         verdicts: list[Verdict] = []
         entries: list[Entry] = []
@@ -289,16 +372,49 @@ class DedupConsumer(Consumer):
             verdict, entry = self._decide(r, held)
             verdicts.append(verdict)
             if entry is not None:
-                entry.keys = [k for k in entry.keys if k not in held]
+                url = entry.keys[0] if entry.reason == UPDATE else None
+                entry.keys = [k for k in entry.keys if k not in held or k == url]
+                if url is not None:
+                    previous = held[url]
+                    self._take_over(url, previous, entry)
+                    if previous.claim:
+                        held[claim_key(previous.claimant)] = previous
+                    held[url] = entry
                 for key in entry.keys:
                     held[key] = entry
                 entries.append(entry)
         return verdicts, entries, known
 
+    @staticmethod
+    def _take_over(url: int, previous: Entry, entry: Entry) -> None:
+        """Make the update *entry* the holder of the URL key *url*, held by *previous*."""
+        if previous.seq:
+            # Stored in an earlier batch: a compare-and-set on the key's holder, which is given
+            # its claim key (its record may be delivered again: the runtime re-runs a failed
+            # batch one record at a time, each judged and stored, before committing offsets).
+            entry.keys.remove(url)
+            entry.takeover.append((url, previous.seq, claim_key(previous.claimant)))
+            previous.claim = True
+            return
+        # Judged in this batch: hand the key (or the take-over of it) on before anything is
+        # stored; the earlier version claims its claim key to find itself by on redelivery.
+        if url in previous.keys:
+            previous.keys.remove(url)
+        else:
+            moved = [t for t in previous.takeover if t[0] == url]
+            previous.takeover = [t for t in previous.takeover if t[0] != url]
+            entry.keys.remove(url)
+            entry.takeover.extend(moved)
+        previous.claim = True
+        previous.keys.append(claim_key(previous.claimant))
+
     def _decide(self, r: _Record, held: dict[int, Entry]) -> tuple[Verdict, Entry | None]:
         keys = r.keys
         holders = [held[k] for k in keys if k in held]
         # Our own earlier judgement, delivered again (after a crash, or a batch re-run).
+        own = held.get(claim_key(r.claimant))
+        if own is not None and own.claimant == r.claimant:
+            return _verdict_of(own), None
         for holder in holders:
             if holder.claimant == r.claimant:
                 return _verdict_of(holder), None
@@ -314,12 +430,34 @@ class DedupConsumer(Consumer):
                 event_time=r.event_time,
                 content=r.content,
                 numbers=r.numbers,
-                sketch=r.sketch.data if (r.sketch is not None and reason in (KEPT, _URL)) else None,
+                sketch=(
+                    r.sketch.data
+                    if (r.sketch is not None and reason in (KEPT, _URL, UPDATE))
+                    else None
+                ),
+                version=r.version if reason in STORED else None,
+                ingested=r.ingested if reason in STORED else None,
             )
 
         url_holder = held.get(url_key(r.article))
         if url_holder is not None and url_holder.article == r.article:
             verdict = Verdict(url_holder.kept_id, "url")
+            changed = (
+                r.version != url_holder.version
+                if url_holder.version is not None
+                # Remembered before versions were: the text is all there is to compare.
+                else r.content is not None and r.content != url_holder.content
+            )
+            if (
+                url_holder.reason in STORED
+                and changed
+                and (r.event_time, r.ingested) >= (url_holder.event_time, url_holder.ingested or 0)
+            ):
+                # A new version of a kept article: it takes over the URL key, and claims
+                # the keys of its text (its copies elsewhere are copies of the article).
+                new = entry(UPDATE, url_holder)
+                new.keys = list(keys)
+                return Verdict(url_holder.kept_id, "update"), new
             if r.content is None or r.content == url_holder.content:
                 return verdict, None
             # The same URL with another text: remember the text too (as the kept article's),
@@ -364,12 +502,18 @@ class DedupConsumer(Consumer):
     # -- emitting ------------------------------------------------------------------------------
 
     def handle_batch(self, events: list[Event]) -> None:
+        judged = []
+        for event in events:
+            if event.key is not None and event.key == event.record["id"].encode():
+                judged.append(event)
+            else:
+                self._rekey(event)
         # The state is durable before anything is emitted; a crash after this
         # point re-judges the same records to the same verdicts.
-        verdicts = self.judge_batch(events)
+        verdicts = self.judge_batch(judged)
         now = dt.datetime.now(dt.UTC)
-        for event, verdict in zip(events, verdicts, strict=True):
-            if verdict.duplicate:
+        for event, verdict in zip(judged, verdicts, strict=True):
+            if verdict.reason:
                 self._duplicates.labels(self.name, event.topic, verdict.reason).inc()
                 self.emit(
                     DUPLICATES,
@@ -377,8 +521,36 @@ class DedupConsumer(Consumer):
                     schema=SIGHTING,
                     key=verdict.kept_id,
                 )
-            else:
+            if not verdict.duplicate:
                 self.emit(UNIQUE, event.value, key=event.key, partition=event.partition)
+
+    def _rekey(self, event: Event) -> None:
+        """Send a record keyed by something else than its article id back, keyed by the id.
+
+        Judging it where it landed would break "every copy of an article on one
+        partition": a version of the article on its own partition could be judged
+        at the same time, in another order, by another instance.
+        """
+        article_id = event.record["id"]
+        if not any(name == REKEYED_FROM_HEADER for name, _ in event.headers):
+            # Re-keyed once already, it keeps the position it was first seen at.
+            headers = [
+                *event.headers,
+                (REKEYED_FROM_HEADER, f"{event.topic}/{event.partition}/{event.offset}".encode()),
+            ]
+            if event.key is not None:
+                headers.append((ORIGINAL_KEY_HEADER, event.key))
+        else:
+            headers = list(event.headers)
+        self._rekeyed.labels(self.name, event.topic).inc()
+        self.context.log.warning(
+            "%s: Kafka key %r is not the article id %r; sent to %s again, keyed by the id",
+            event.where,
+            event.key,
+            article_id,
+            RAW,
+        )
+        self.emit(RAW, event.value, key=article_id, headers=headers)
 
     @staticmethod
     def _sighting(event: Event, verdict: Verdict, now: dt.datetime) -> dict[str, object]:
@@ -402,9 +574,21 @@ class DedupConsumer(Consumer):
 _HAS_DIGIT = re.compile(r"\d").search
 
 
-def _title_numbers(record: Mapping[str, Any]) -> int | None:
-    """A hash of the set of numbers in the title, or None when it has none."""
-    numbers = sorted({w for w in tokens(record.get("title") or "") if _HAS_DIGIT(w)})
+def _claimant(event: Event) -> int:
+    """The claimant of an event: its position, or the position it had before dedup re-keyed it."""
+    for name, value in event.headers:
+        if name == REKEYED_FROM_HEADER:
+            try:
+                topic, partition, offset = bytes(value).decode("utf-8", "replace").rsplit("/", 2)
+                return claimant_of(topic, int(partition), int(offset))
+            except ValueError:
+                break  # not ours: judged as the record it is
+    return claimant_of(event.topic, event.partition, event.offset)
+
+
+def _title_numbers(title: list[str]) -> int | None:
+    """A hash of the set of numbers in the title (its tokens), or None when it has none."""
+    numbers = sorted({w for w in title if _HAS_DIGIT(w)})
     if not numbers:
         return None
     return xxhash.xxh32_intdigest(" ".join(numbers).encode()) - (1 << 31)

@@ -28,11 +28,13 @@ import psycopg
 
 from consumers.dedup.sketch import FORMAT
 from consumers.dedup.state import (
+    ADDED_COLUMNS,
+    CLAIM_FLAG,
     ENTRY_COLUMNS,
     JOINED_ENTRY_COLUMNS,
-    REASONS,
     Entry,
     entry_from_row,
+    entry_row,
     eviction_victims,
     victim_keys,
 )
@@ -43,7 +45,6 @@ __all__ = ["PostgresSeenIndex"]
 
 log = logging.getLogger(__name__)
 
-_NEAR = REASONS.index("near")
 _EVICT_CHUNK = 5000
 _LOCK_ID = 0x6E77_6464  # "nwdd": the advisory lock of the evicting instance
 
@@ -62,7 +63,9 @@ CREATE TABLE IF NOT EXISTS newswire_dedup_entries (
     content bigint,
     sketch bytea,
     kept_text text,
-    numbers integer
+    numbers integer,
+    version bigint,
+    ingested bigint
 );
 CREATE TABLE IF NOT EXISTS newswire_dedup_keys (key bigint PRIMARY KEY, seq bigint NOT NULL);
 """
@@ -82,6 +85,10 @@ class PostgresSeenIndex:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             for statement in _DDL.strip().split(";\n"):
                 conn.execute(statement)
+            for column in ADDED_COLUMNS:
+                conn.execute(
+                    f"ALTER TABLE newswire_dedup_entries ADD COLUMN IF NOT EXISTS {column} bigint"
+                )
             conn.execute(
                 "INSERT INTO newswire_dedup_meta VALUES ('format', 0, %s), ('entries', 0, NULL),"
                 " ('watermark', 0, NULL) ON CONFLICT (name) DO NOTHING",
@@ -171,31 +178,37 @@ class PostgresSeenIndex:
                 ).fetchall()
             ]
             claims: dict[int, int] = {}
+            takeovers: list[tuple[int, int, int, int]] = []
             for entry, seq in zip(entries, seqs, strict=True):
                 entry.seq = seq
                 for key in entry.keys:
                     claims.setdefault(key, seq)
+                takeovers.extend((key, old, seq, grant) for key, old, grant in entry.takeover)
                 self._newest = max(self._newest, entry.event_time)
             with conn.cursor() as cursor:
                 cursor.executemany(
                     f"INSERT INTO newswire_dedup_entries ({ENTRY_COLUMNS}) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    [
-                        (
-                            e.article,
-                            e.kept,
-                            e.claimant,
-                            e.reason,
-                            e.similarity if e.reason == _NEAR else None,
-                            e.event_time,
-                            e.content,
-                            e.sketch,
-                            e.kept_text,
-                            e.numbers,
-                            e.seq,
-                        )
-                        for e in entries
-                    ],
+                    f"VALUES ({', '.join(['%s'] * len(ENTRY_COLUMNS.split(',')))})",
+                    [entry_row(e) for e in entries],
+                )
+            lost: set[int] = set()
+            for key, old, seq, grant in sorted(takeovers):
+                # Compare-and-set: if another instance moved the key since our lookup, this
+                # waits for its commit and then matches no row (READ COMMITTED re-checks).
+                taken = conn.execute(
+                    "UPDATE newswire_dedup_keys SET seq = %s WHERE key = %s AND seq = %s",
+                    (seq, key, old),
+                )
+                if taken.rowcount != 1:
+                    lost.add(key)
+                    continue
+                conn.execute(
+                    "INSERT INTO newswire_dedup_keys VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    (grant, old),
+                )
+                conn.execute(
+                    "UPDATE newswire_dedup_entries SET reason = reason | %s WHERE seq = %s",
+                    (CLAIM_FLAG, old),
                 )
             ordered = sorted(claims)
             won = conn.execute(
@@ -207,7 +220,7 @@ class PostgresSeenIndex:
             self._inserted = len(entries)
         except psycopg.Error as exc:
             raise self._failed(exc) from exc
-        return set(claims) - {r[0] for r in won}
+        return lost | (set(claims) - {r[0] for r in won})
 
     def rollback(self) -> None:
         if self._conn is None or self._conn.closed:

@@ -4,7 +4,10 @@ One **entry** per judged record that must be remembered: the article's id, the
 article it was kept as (itself, or the original it duplicates), the verdict,
 the *claimant* — the source record (topic/partition/offset, as a 64-bit hash)
 that made the entry — its event time, its exact content hash and, for kept
-articles long enough to compare, its MinHash sketch (:mod:`.sketch`).
+articles long enough to compare, its MinHash sketch (:mod:`.sketch`). Entries
+of stored versions (kept articles and their updates) also keep what the next
+version is judged against: the version fingerprint (title, excerpt and body)
+and the ingest time (published time, then ingest time, decide which is newer).
 
 Entries are found through **keys**, each held by exactly one entry (the first
 to claim it): the URL key (the article id), the content key (hash of the
@@ -12,6 +15,13 @@ normalised text) and the LSH band keys of the sketch. A key is claimed with an
 insert that fails if the key is taken, so when two dedup instances judge two
 copies of one story at the same moment, exactly one claim wins and the other
 instance judges again, against the winner.
+
+An **update** (a newer version under a known URL) *takes over* the URL key
+from the version before it (a compare-and-set on the key's holder), so the URL
+always leads to the newest version. The earlier version keeps its content and
+band keys: copies of it are still found. A version that gives up its URL key
+is given a *claim key* (a hash of its claimant) instead, so that it still finds
+itself when its record is delivered again.
 
 A record delivered again after a crash finds the entry it claimed itself and
 gets the same verdict back — never "duplicate of itself" (DESIGN §4).
@@ -43,14 +53,15 @@ from newswire.errors import ConfigError
 __all__ = [
     "KEPT",
     "REASONS",
+    "UPDATE",
     "Entry",
     "SeenIndex",
     "SqliteSeenIndex",
     "band_keys_of",
+    "claim_key",
     "claimant_of",
     "content_key",
     "entries_keys",
-    "entry_keys",
     "id_number",
     "sketch_keys",
     "url_key",
@@ -58,12 +69,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Entry.reason codes: 0 kept, else why the claimant was a duplicate.
+#: Entry.reason codes: 0 kept, 4 an update of a kept article (also stored), else why the
+#: claimant was a duplicate (the sighting's reason).
 KEPT = 0
-REASONS = ("", "url", "content", "near")
+REASONS = ("", "url", "content", "near", "update")
+UPDATE = REASONS.index("update")
+#: Stored versions: the entries an arriving version under the same URL is judged against.
+STORED = (KEPT, UPDATE)
+#: Added to the stored reason code of an entry that holds its claim key.
+CLAIM_FLAG = 16
 
 _TAG_BITS = 4
-_TAG_URL, _TAG_CONTENT, _TAG_BAND = 0, 1, 2
+_TAG_URL, _TAG_CONTENT, _TAG_BAND, _TAG_CLAIM = 0, 1, 2, 15
 
 
 def _signed(value: int) -> int:
@@ -108,9 +125,9 @@ def content_key(content: int) -> int:
     return _tagged(content, _TAG_CONTENT)
 
 
-def band_key(band: int, value: int) -> int:
-    """The key of LSH band number *band* with 32-bit *value*."""
-    return (value << _TAG_BITS) | (_TAG_BAND + band)
+def claim_key(claimant: int) -> int:
+    """The key a stored version holds when it has given up its URL key to a newer one."""
+    return _tagged(claimant, _TAG_CLAIM)
 
 
 def sketch_keys(sketch: bytes) -> list[int]:
@@ -138,9 +155,17 @@ class Entry:
     kept_text: str | None = None  # the kept id, when it is not 16 hex digits
     #: Hash of the numbers in the title (None: no number there), for the title-number guard.
     numbers: int | None = None
+    #: Stored versions only: fingerprint of title, excerpt and body, and ingest time (ms).
+    version: int | None = None
+    ingested: int | None = None
+    #: Whether this entry holds its claim key (:func:`claim_key`).
+    claim: bool = False
     seq: int = 0
     #: The keys this entry is to claim (set by the judge; not stored as such).
     keys: list[int] = field(default_factory=list)
+    #: (key, seq, claim key) of keys to take over from the stored entry *seq* holding them,
+    #: which is given its claim key instead (set by the judge).
+    takeover: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
     def kept_id(self) -> str:
@@ -148,13 +173,8 @@ class Entry:
         return self.kept_text if self.kept_text is not None else id_text(self.kept)
 
 
-def entry_keys(entry: Entry) -> list[int]:
-    """Every key *entry* may hold (those it holds are among them), derived from its fields."""
-    return entries_keys([entry])[0]
-
-
 def entries_keys(entries: Sequence[Entry]) -> list[list[int]]:
-    """:func:`entry_keys` of many entries (the band keys computed at once)."""
+    """Every key each of *entries* may hold (the band keys of all computed at once)."""
     sketched = [e.sketch for e in entries if e.sketch is not None]
     bands = iter(band_keys_many(sketched))
     out = []
@@ -164,6 +184,8 @@ def entries_keys(entries: Sequence[Entry]) -> list[list[int]]:
             keys.append(content_key(entry.content))
         if entry.sketch is not None:
             keys.extend(band_keys_of(next(bands)))
+        if entry.claim:
+            keys.append(claim_key(entry.claimant))
         out.append(keys)
     return out
 
@@ -173,9 +195,9 @@ class SeenIndex(Protocol):
 
     A batch is judged between :meth:`begin` and :meth:`commit`: look keys up,
     insert the new entries, evict beyond the bounds, commit. :meth:`insert`
-    returns the keys it could not claim; if any of them was free at
-    :meth:`lookup` time another instance claimed it meanwhile, and the judge
-    rolls back and judges the batch again.
+    returns the keys it could not claim or take over; if one of them was free
+    at :meth:`lookup` time, or is one to take over (its holder changed), another
+    instance got there first, and the judge rolls back and judges the batch again.
     """
 
     #: Entries evicted since the index was opened.
@@ -190,7 +212,8 @@ class SeenIndex(Protocol):
         ...
 
     def insert(self, entries: Sequence[Entry]) -> set[int]:
-        """Store *entries* and claim their ``keys``; return the keys already held by others."""
+        """Store *entries*, claim their ``keys`` and take over their ``takeover`` keys
+        (each only from the entry named); return the keys already held by others."""
         ...
 
     def rollback(self) -> None:
@@ -225,14 +248,18 @@ CREATE TABLE IF NOT EXISTS dedup_entries (
     content INTEGER,
     sketch BLOB,
     kept_text TEXT,
-    numbers INTEGER
+    numbers INTEGER,
+    version INTEGER,
+    ingested INTEGER
 );
 CREATE TABLE IF NOT EXISTS dedup_keys (key INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
 """
 ENTRY_COLUMNS = (
     "article, kept, claimant, reason, similarity, event_time, content, sketch, kept_text, "
-    "numbers, seq"
+    "numbers, version, ingested, seq"
 )
+#: Columns added since the first release of this table (added to an older state on open).
+ADDED_COLUMNS = ("version", "ingested")
 JOINED_ENTRY_COLUMNS = ", ".join(f"e.{c.strip()}" for c in ENTRY_COLUMNS.split(","))
 _EVICT_CHUNK = 2000
 
@@ -250,21 +277,32 @@ def entry_from_row(row: Sequence[Any]) -> Entry:
         sketch,
         kept_text,
         numbers,
+        version,
+        ingested,
         seq,
     ) = row
+    code = int(reason)
     return Entry(
         article=int(article),
         kept=int(kept),
         claimant=int(claimant),
-        reason=int(reason),
+        reason=code & ~CLAIM_FLAG,
         similarity=1.0 if similarity is None else round(float(similarity), 4),
         event_time=int(event_time),
         content=None if content is None else int(content),
         sketch=None if sketch is None else bytes(sketch),
         kept_text=None if kept_text is None else str(kept_text),
         numbers=None if numbers is None else int(numbers),
+        version=None if version is None else int(version),
+        ingested=None if ingested is None else int(ingested),
+        claim=bool(code & CLAIM_FLAG),
         seq=int(seq),
     )
+
+
+def stored_reason(entry: Entry) -> int:
+    """The reason column of *entry*: its code, with the claim-key flag."""
+    return entry.reason | (CLAIM_FLAG if entry.claim else 0)
 
 
 def eviction_victims(rows: Sequence[Sequence[Any]], excess: int, cutoff: int | None) -> list[Entry]:
@@ -287,19 +325,22 @@ def victim_keys(victims: Sequence[Entry]) -> list[tuple[int, int]]:
     ]
 
 
-def _row(entry: Entry) -> tuple[object, ...]:
+def entry_row(entry: Entry) -> tuple[object, ...]:
+    """The values of ENTRY_COLUMNS for *entry* (either backend)."""
     return (
-        entry.seq,
         entry.article,
         entry.kept,
         entry.claimant,
-        entry.reason,
+        stored_reason(entry),
         entry.similarity if entry.reason == REASONS.index("near") else None,
         entry.event_time,
         entry.content,
         entry.sketch,
         entry.kept_text,
         entry.numbers,
+        entry.version,
+        entry.ingested,
+        entry.seq,
     )
 
 
@@ -345,6 +386,10 @@ class SqliteSeenIndex:
             self._db.execute("DROP TABLE seen")
         for statement in _SQLITE_DDL.strip().split(";\n"):
             self._db.execute(statement)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(dedup_entries)")}
+        for column in ADDED_COLUMNS:
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE dedup_entries ADD COLUMN {column} INTEGER")
         stored = self._meta("format")
         if stored is None:
             self._db.execute("INSERT INTO dedup_meta VALUES ('format', ?)", (FORMAT,))
@@ -389,29 +434,43 @@ class SqliteSeenIndex:
     def insert(self, entries: Sequence[Entry]) -> set[int]:
         rows = []
         claims: list[tuple[int, int]] = []
+        takeovers: list[tuple[int, int, int, int]] = []
         for entry in entries:
             entry.seq = self._next_seq
             self._next_seq += 1
-            rows.append(_row(entry))
+            rows.append(entry_row(entry))
             claims.extend((key, entry.seq) for key in entry.keys)
+            takeovers.extend((entry.seq, key, old, grant) for key, old, grant in entry.takeover)
             self._pending_watermark = max(self._pending_watermark, entry.event_time)
         self._db.executemany(
-            "INSERT INTO dedup_entries (seq, article, kept, claimant, reason, similarity, "
-            "event_time, content, sketch, kept_text, numbers) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO dedup_entries ({ENTRY_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         self._pending_size += len(rows)
+        lost: set[int] = set()
+        for seq, key, old, grant in takeovers:
+            # Under BEGIN IMMEDIATE nobody else writes: this fails only on a judge bug.
+            cursor = self._db.execute(
+                "UPDATE dedup_keys SET seq = ? WHERE key = ? AND seq = ?", (seq, key, old)
+            )
+            if cursor.rowcount != 1:
+                lost.add(key)
+                continue
+            self._db.execute("INSERT OR IGNORE INTO dedup_keys VALUES (?, ?)", (grant, old))
+            self._db.execute(
+                f"UPDATE dedup_entries SET reason = reason | {CLAIM_FLAG} WHERE seq = ?", (old,)
+            )
         cursor = self._db.executemany(
             "INSERT OR IGNORE INTO dedup_keys (key, seq) VALUES (?, ?)", claims
         )
         if cursor.rowcount == len(claims):
-            return set()
-        # Under BEGIN IMMEDIATE nobody else writes: a lost key was held before (a judge bug
-        # or a 60-bit collision); name them so that the judge can tell.
+            return lost
+        # A lost key was held before (a judge bug or a 60-bit collision); name them so that
+        # the judge can tell.
         mine = dict(claims)
         held = self.lookup(list(mine))
-        return {key for key, entry in held.items() if entry.seq != mine[key]}
+        return lost | {key for key, entry in held.items() if entry.seq != mine[key]}
 
     def rollback(self) -> None:
         if self._db.in_transaction:

@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from consumers.dedup.fingerprint import tokens
+from consumers.dedup.state import claimant_of
 from newswire.broker import EmbeddedBroker
 from newswire.model import Article
 from newswire.pipeline import Pipeline, StageProcess
@@ -31,7 +33,7 @@ from newswire.publisher import Publisher
 from newswire.serde import SingleObjectSerde
 from newswire.settings import Settings
 from newswire.source import Document
-from newswire.topics import DUPLICATES, UNIQUE, ensure_topics
+from newswire.topics import DUPLICATES, RAW, UNIQUE, ensure_topics
 from tests.conftest import ARTICLES
 from tests.helpers import ListSource, read_topic, seed_fields, wait_for
 
@@ -372,3 +374,200 @@ def test_the_oldest_articles_are_forgotten_at_the_bound(
     assert sighting["duplicate_of"] == article_id(originals[5])
     unique = [serde.decode(r.value)[1] for r in read_topic(settings, UNIQUE, expect=7)]
     assert syndicated(originals[0])["originalUrl"] in {u["original_url"] for u in unique}
+
+
+# -- updates and keys ----------------------------------------------------------------------------
+
+
+def revision(fields: dict[str, Any], n: int) -> dict[str, Any]:
+    """Version *n* (n ≥ 2) of a story: a month later per version, title and a sentence changed."""
+    return {
+        **fields,
+        "title": f"{fields['title']} (revision {n})",
+        "body": f"{fields['body']} Updated {n} times since first published.",
+        "publishedDateTime": fields["publishedDateTime"] + dt.timedelta(days=30 * (n - 1)),
+    }
+
+
+def decoded(records: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
+    serde = SingleObjectSerde()
+    return [(r, serde.decode(r.value)[1]) for r in records]
+
+
+def test_a_newer_version_goes_on_as_an_update_an_older_one_is_a_sighting(
+    settings: Settings, tmp_path: Path, pipelines: list[Pipeline]
+) -> None:
+    pipeline = Pipeline(settings, tmp_path / "work", stages={"dedup": 1})
+    pipelines.append(pipeline)
+    pipeline.start()
+    first = story(1)
+    second = revision(first, 2)  # issue 11: same originalUrl, a month later, title and body
+    publish(settings, [first])
+    read_topic(settings, UNIQUE, expect=1)
+    publish(settings, [second])
+    unique = decoded(read_topic(settings, UNIQUE, expect=2))
+    assert [u["title"] for _, u in unique] == [first["title"], second["title"]]
+    assert {r.key for r, _ in unique} == {article_id(first).encode()}
+    assert len({r.partition for r, _ in unique}) == 1  # every version on one partition
+    (update,) = [s for _, s in decoded(read_topic(settings, DUPLICATES, expect=1))]
+    assert (update["reason"], update["duplicate_of"]) == ("update", article_id(first))
+    # An identical re-send and the older version: sightings only.
+    publish(settings, [second, first])
+    sightings = [s for _, s in decoded(read_topic(settings, DUPLICATES, expect=3))]
+    assert [(s["reason"], s["title"]) for s in sightings[1:]] == [
+        ("url", second["title"]),
+        ("url", first["title"]),
+    ]
+    assert len(read_topic(settings, UNIQUE, expect=3, timeout=3)) == 2
+
+
+def _kill_with_verdicts_uncommitted(
+    settings: Settings, stage: StageProcess, state: Path, positions: dict[int, tuple[int, int]]
+) -> None:
+    """SIGKILL *stage* at a moment when its state holds verdicts of records whose offsets are
+    not committed yet (stored, and then emitted or not: the window DESIGN §4 is about).
+
+    The stage is frozen (SIGSTOP) at random moments, for a few ms each — less than a
+    session timeout — until the state and the group's committed offsets show that window.
+    *positions* maps the claimant of each record on articles.raw to its (partition, offset).
+    """
+    from newswire.kafka import open_clients
+
+    admin = open_clients(settings.kafka).admin()
+    rng = random.Random(7)
+    try:
+        for _attempt in range(400):
+            os.kill(stage.process.pid, signal.SIGSTOP)
+            try:
+                committed = {
+                    tp.partition: offset
+                    for tp, offset in admin.committed("newswire.dedup", [RAW]).items()
+                }
+                try:
+                    db = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
+                    try:
+                        claimants = [r[0] for r in db.execute("SELECT claimant FROM dedup_entries")]
+                    finally:
+                        db.close()
+                except sqlite3.OperationalError:
+                    claimants = []  # not created yet
+                ahead = [
+                    c
+                    for c in claimants
+                    if c in positions and positions[c][1] >= committed.get(positions[c][0], 0)
+                ]
+                caught = bool(ahead) and len(claimants) < len(positions) // 2
+                if caught:
+                    _kill(stage)  # SIGKILL works on a stopped process
+                    return
+            finally:
+                if stage.process.poll() is None:
+                    os.kill(stage.process.pid, signal.SIGCONT)
+            time.sleep(rng.uniform(0.0, 0.03))
+    finally:
+        admin.close()
+    raise AssertionError("never caught dedup between storing verdicts and committing offsets")
+
+
+def test_sigkill_of_dedup_amid_updates_gives_every_version_its_verdict(
+    settings: Settings, tmp_path: Path, pipelines: list[Pipeline]
+) -> None:
+    settings.kafka.max_poll_records = 40
+    stories = 300
+    items: list[dict[str, Any]] = []
+    for n in range(stories):
+        first = story(n)
+        # Three versions, then a re-send of the newest and the first again (older), both
+        # under a URL variant (the same canonical URL), to tell their sightings apart.
+        versions = [first, revision(first, 2), revision(first, 3)]
+        items.extend([*versions, url_variant(versions[-1]), url_variant(first)])
+    pipeline = Pipeline(settings, tmp_path / "work", stages={"dedup": 1})
+    pipelines.append(pipeline)
+    pipeline.start()
+    publish(settings, items)
+    positions = {
+        claimant_of(RAW, r.partition, r.offset): (r.partition, r.offset)
+        for r in read_topic(settings, RAW, expect=len(items))
+    }
+    (dedup,) = pipeline.processes
+    state = Path(settings.dedup.state_url.removeprefix("sqlite:///"))
+    _kill_with_verdicts_uncommitted(settings, dedup, state, positions)
+    pipeline.processes.remove(dedup)
+    pipeline.processes.append(pipeline.spawn("dedup"))
+    versions_of = {
+        v["title"] for n in range(stories) for v in (story(n), revision(story(n), 2))
+    } | {revision(story(n), 3)["title"] for n in range(stories)}
+
+    def everything(topic: str) -> list[tuple[Any, dict[str, Any]]]:
+        # With what the redeliveries emitted again: read until quiet.
+        return decoded(read_topic(settings, topic, expect=len(items), timeout=2))
+
+    wait_for(
+        lambda: {u["title"] for _, u in everything(UNIQUE)} >= versions_of,
+        timeout=120,
+        what="every version on articles.unique",
+    )
+    wait_for(
+        lambda: len({(s["title"], s["url"]) for _, s in everything(DUPLICATES)}) >= 4 * stories,
+        timeout=60,
+        what="every sighting",
+    )
+    unique, sightings = everything(UNIQUE), everything(DUPLICATES)
+    # One record out per record in, two per update (on both topics): more means some were
+    # judged and emitted again after a kill — the case this test is about.
+    assert len(unique) + len(sightings) > len(items) + 2 * stories, "no record judged twice"
+    assert {u["title"] for _, u in unique} == versions_of
+    reasons: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for _, s in sightings:
+        reasons[s["title"], s["url"]].add(s["reason"])
+    for n in range(stories):
+        v1, v2, v3 = story(n), revision(story(n), 2), revision(story(n), 3)
+        # Never "a duplicate of itself": a redelivered first copy is kept again, a
+        # redelivered update is an update again.
+        assert (v1["title"], v1["originalUrl"]) not in reasons
+        assert reasons[v2["title"], v2["originalUrl"]] == {"update"}
+        assert reasons[v3["title"], v3["originalUrl"]] == {"update"}
+        assert reasons[v3["title"], url_variant(v3)["originalUrl"]] == {"url"}
+        assert reasons[v1["title"], url_variant(v1)["originalUrl"]] == {"url"}
+
+
+def test_a_record_keyed_by_something_else_is_re_keyed_by_its_article_id(
+    settings: Settings, tmp_path: Path, pipelines: list[Pipeline]
+) -> None:
+    from newswire.kafka import open_clients
+    from newswire.serde import ARTICLE
+
+    pipeline = Pipeline(settings, tmp_path / "work", stages={"dedup": 1})
+    pipelines.append(pipeline)
+    pipeline.start()
+    stories = [story(n) for n in range(6)]
+    serde = SingleObjectSerde()
+    producer = open_clients(settings.kafka).producer("wrong-keys")
+    try:
+        for n, fields in enumerate(stories):
+            value = serde.encode(ARTICLE, Article.model_validate(fields).model_dump())
+            # A producer of someone else's: keyed by a sequence number, or not at all.
+            producer.produce(RAW, value, key=None if n == 0 else f"seq-{n}".encode())
+        assert not producer.flush()
+    finally:
+        producer.close()
+    unique = decoded(read_topic(settings, UNIQUE, expect=len(stories)))
+    assert len(unique) == len(stories)
+    assert {r.key for r, _ in unique} == {article_id(f).encode() for f in stories}
+    raw = read_topic(settings, RAW, expect=2 * len(stories))
+    rekeyed = [r for r in raw if r.key in {article_id(f).encode() for f in stories}]
+    assert len(rekeyed) == len(stories)
+    for record in rekeyed:
+        assert dict(record.headers)["newswire.rekeyed_from"].startswith(b"articles.raw/")
+    # Each is on its article's partition: where the newswire producer sends its copies,
+    # which dedup then judges against it (the same instance, the same state).
+    publish(settings, [url_variant(f) for f in stories])
+    sightings = [s for _, s in decoded(read_topic(settings, DUPLICATES, expect=len(stories)))]
+    assert {(s["reason"], s["duplicate_of"]) for s in sightings} == {
+        ("url", article_id(f)) for f in stories
+    }
+    partitions = {
+        s["duplicate_of"]: s["source_partition"] for s in sightings
+    }  # where the copies landed
+    assert {u["id"]: r.partition for r, u in unique} == partitions
+    assert metric(pipeline, "newswire_dedup_rekeyed_total") == len(stories)

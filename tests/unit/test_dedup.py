@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -231,10 +232,13 @@ def test_a_republished_identical_record_at_a_new_offset_is_a_duplicate(harness: 
 
 def test_duplicates_of_duplicates_point_at_the_kept_article(harness: Harness) -> None:
     kept = record(LAPTOP)
-    # Same URL (a variant), edited body: a URL duplicate that brings new content…
+    # Same URL (a variant), an older version with another body: a URL duplicate that
+    # brings new content…
     edited_body = kept["body"] + " Update: the laptop has been recovered, police said."
     edited = record(
-        ARTICLES / "006_us-secret-service-laptop-stolen_variant_utm.txt", body=edited_body
+        ARTICLES / "006_us-secret-service-laptop-stolen_variant_utm.txt",
+        body=edited_body,
+        publishedDateTime="2017-03-16T00:00:00Z",
     )
     # …then that edited content syndicated elsewhere.
     syndicated = record(LAPTOP, originalUrl="https://wire.example.com/1", body=edited_body)
@@ -340,3 +344,213 @@ def test_the_oldest_keys_are_evicted_at_the_bound_and_counted(
 def test_no_evictions_below_the_bound(harness: Harness) -> None:
     harness.handle(*(event(record(p), i) for i, p in enumerate(CORPUS)))
     assert not harness.metric("newswire_dedup_evictions_total")
+
+
+# -- updates: a newer version under a known URL ---------------------------------------------------
+
+JAN = "2024-01-01T00:00:00Z"
+FEB = "2024-02-01T00:00:00Z"
+
+
+def version(published: str = JAN, **overrides: Any) -> dict[str, Any]:
+    """The laptop story as published at *published*, with *overrides* (title, body…)."""
+    return record(LAPTOP, publishedDateTime=published, **overrides)
+
+
+def corrected(published: str = FEB) -> dict[str, Any]:
+    base = record(LAPTOP)
+    return version(
+        published,
+        title="Laptop with Trump Tower plans recovered",
+        body=base["body"] + " The laptop was recovered on Friday, police said.",
+    )
+
+
+def sent(out: list[Emitted]) -> list[tuple[str, str]]:
+    """(topic, reason) of everything emitted, reason '' on articles.unique."""
+    return [(o.topic, "" if o.topic == UNIQUE else o.value["reason"]) for o in out]
+
+
+def test_a_newer_version_goes_on_as_an_update_and_is_reported(harness: Harness) -> None:
+    first, second = version(JAN), corrected(FEB)
+    assert first["id"] == second["id"]
+    harness.handle(event(first, 0))
+    ev = event(second, 1)
+    out = harness.handle(ev)
+    assert sorted(sent(out)) == [(DUPLICATES, "update"), (UNIQUE, "")]
+    unique = next(o for o in out if o.topic == UNIQUE)
+    # An ordinary Article event with the same id: the same bytes, key and partition.
+    assert (unique.value, unique.key, unique.partition) == (ev.value, ev.key, 0)
+    sighting = next(o for o in out if o.topic == DUPLICATES).value
+    assert sighting["duplicate_of"] == first["id"] == sighting["id"]
+    assert Sighting.model_validate(sighting).reason == "update"
+    assert harness.metric("newswire_dedup_duplicates_total", reason="update") == 1
+    assert harness.metric("newswire_dedup_duplicates_total", reason="url") == 0
+
+
+def test_an_identical_resend_stays_a_url_duplicate(harness: Harness) -> None:
+    harness.handle(event(version(JAN), 0))
+    assert verdict(harness.handle(event(version(FEB), 1))) == (
+        DUPLICATES,
+        "url",
+        version()["id"],
+    )
+
+
+def test_an_older_version_is_a_sighting_only(harness: Harness) -> None:
+    harness.handle(event(corrected(FEB), 0))
+    assert verdict(harness.handle(event(version(JAN), 1))) == (DUPLICATES, "url", version()["id"])
+
+
+def test_a_title_only_correction_is_an_update(harness: Harness) -> None:
+    harness.handle(event(version(JAN), 0))
+    out = harness.handle(event(version(JAN, title="Laptop stolen: Secret Service"), 1))
+    assert sorted(sent(out)) == [(DUPLICATES, "update"), (UNIQUE, "")]
+
+
+def test_the_same_published_time_is_decided_by_the_ingest_time(harness: Harness) -> None:
+    early = dt.datetime(2024, 1, 1, 9, tzinfo=dt.UTC)
+    a = {**version(JAN), "ingested_at": early}
+    b = {**corrected(JAN), "ingested_at": early + dt.timedelta(seconds=30)}
+    harness.handle(event(b, 0))
+    # a was ingested before b: an older version, a sighting only.
+    assert verdict(harness.handle(event(a, 1)))[1] == "url"
+    # A third version ingested later, of the same published time: an update.
+    c = {**version(JAN, title="Third version"), "ingested_at": early + dt.timedelta(minutes=1)}
+    assert sorted(sent(harness.handle(event(c, 2)))) == [(DUPLICATES, "update"), (UNIQUE, "")]
+
+
+def test_versions_are_judged_against_the_newest_one(harness: Harness) -> None:
+    v1, v2 = version(JAN), corrected(FEB)
+    v3 = version("2024-03-01T00:00:00Z", title="Third version")
+    harness.handle(event(v1, 0))
+    harness.handle(event(v2, 1))
+    # A re-send of v2 is a duplicate now; v1 again is older than v2: a sighting.
+    assert verdict(harness.handle(event(v2, 2)))[1] == "url"
+    assert verdict(harness.handle(event(v1, 3)))[1] == "url"
+    harness.crash_and_restart()  # the newest version is remembered across restarts
+    assert verdict(harness.handle(event(v2, 4)))[1] == "url"
+    assert sorted(sent(harness.handle(event(v3, 5)))) == [(DUPLICATES, "update"), (UNIQUE, "")]
+
+
+def test_copies_of_an_update_elsewhere_are_copies_of_the_article(harness: Harness) -> None:
+    v1, v2 = version(JAN), corrected(FEB)
+    harness.handle(event(v1, 0), event(v2, 1))
+    copy = {**v2, **record(LAPTOP, originalUrl="https://mirror.example.org/x", body=v2["body"])}
+    assert verdict(harness.handle(event(copy, 2))) == (DUPLICATES, "content", v1["id"])
+    # …and copies of the first version still are, too.
+    old = record(LAPTOP, originalUrl="https://mirror.example.org/y", body=v1["body"])
+    assert verdict(harness.handle(event(old, 3))) == (DUPLICATES, "content", v1["id"])
+
+
+def test_a_redelivered_update_gets_its_own_verdict_back(harness: Harness) -> None:
+    v1, v2 = version(JAN), corrected(FEB)
+    harness.handle(event(v1, 0))
+    update = event(v2, 1)
+    assert sorted(sent(harness.handle(update))) == [(DUPLICATES, "update"), (UNIQUE, "")]
+    harness.crash_and_restart()  # crashed before the offset commit: delivered again
+    assert sorted(sent(harness.handle(update))) == [(DUPLICATES, "update"), (UNIQUE, "")]
+
+
+SHORT = {"body": "", "excerpt": "Laptop stolen"}  # no text to compare: the URL key only
+
+
+@pytest.mark.parametrize("short", [False, True], ids=["long", "url-key-only"])
+@pytest.mark.parametrize("one_by_one", [False, True], ids=["batch", "one-by-one"])
+def test_a_redelivered_batch_of_versions_keeps_every_verdict(
+    harness: Harness, one_by_one: bool, short: bool
+) -> None:
+    extra = SHORT if short else {}
+    v1 = version(JAN, **extra)
+    v2 = version(FEB, **{**extra, "title": "Laptop with Trump Tower plans recovered"})
+    v3 = version("2024-03-01T00:00:00Z", **{**extra, "title": "Third version"})
+    batch = [event(v1, 0), event(v2, 1), event(v3, 2), event(v1, 3)]
+    first = [sent(harness.handle(e)) for e in batch] if one_by_one else None
+    if first is None:
+        harness.handle(*batch)
+    harness.crash_and_restart()
+    again = [sorted(sent(harness.handle(e))) for e in batch]
+    expected = [
+        [(UNIQUE, "")],
+        [(DUPLICATES, "update"), (UNIQUE, "")],
+        [(DUPLICATES, "update"), (UNIQUE, "")],
+        [(DUPLICATES, "url")],
+    ]
+    assert again == expected
+    if first is not None:
+        assert [sorted(f) for f in first] == expected
+
+
+def test_a_batch_of_versions_judged_at_once_gives_each_its_verdict(harness: Harness) -> None:
+    v1, v2 = version(JAN), corrected(FEB)
+    v3 = version("2024-03-01T00:00:00Z", title="Third version")
+    out = harness.handle(event(v1, 0), event(v2, 1), event(v3, 2), event(v2, 3))
+    assert sent(out) == [
+        (UNIQUE, ""),
+        (DUPLICATES, "update"),
+        (UNIQUE, ""),
+        (DUPLICATES, "update"),
+        (UNIQUE, ""),
+        (DUPLICATES, "url"),
+    ]
+    # Re-run (the runtime retries a failed batch): the same again.
+    assert sent(harness.handle(event(v1, 0), event(v2, 1), event(v3, 2), event(v2, 3))) == sent(out)
+
+
+# -- keys: a record keyed by something else than its article id -----------------------------------
+
+
+def test_a_wrongly_keyed_record_is_sent_back_keyed_by_its_id_not_judged(harness: Harness) -> None:
+    rec = record(LAPTOP)
+    wrong = event(rec, 9, partition=2)
+    wrong.key = b"not-the-id"
+    (out,) = harness.handle(wrong)
+    assert out.topic == RAW
+    assert (out.value, out.key, out.partition) == (wrong.value, rec["id"], None)
+    assert out.schema is None
+    assert harness.metric("newswire_dedup_rekeyed_total") == 1
+    assert harness.metric("newswire_dedup_state_entries") == 0  # not judged here
+
+
+def test_a_record_without_key_is_sent_back_keyed_by_its_id(harness: Harness) -> None:
+    rec = record(LAPTOP)
+    keyless = event(rec, 3)
+    keyless.key = None
+    (out,) = harness.handle(keyless)
+    assert (out.topic, out.key) == (RAW, rec["id"])
+
+
+def test_a_re_keyed_record_is_judged_as_the_record_it_was(dedup_settings: Settings) -> None:
+    headers: list[Any] = []
+
+    class Recording(Harness):
+        def emit(self, topic: str, value: Any, **kw: Any) -> None:
+            headers.append(kw.get("headers"))
+            super().emit(topic, value, **kw)
+
+    h = Recording(dedup_settings)
+    h.open()
+    try:
+        rec = record(LAPTOP)
+        wrong = event(rec, 9, partition=2)
+        wrong.key = b"not-the-id"
+        h.handle(wrong)
+        sent_headers = dict(headers[-1])
+        assert sent_headers["newswire.rekeyed_from"] == f"{RAW}/2/9".encode()
+        assert sent_headers["newswire.original_key"] == b"not-the-id"
+        # Back on the article's partition with the right key: judged, kept.
+        back = event(rec, 40, partition=0)
+        back.headers = list(headers[-1])
+        assert verdict(h.handle(back))[0] == UNIQUE
+        # Re-keyed twice (a crash before the first re-key was committed): the second
+        # copy is the same record, so it gets the same verdict — not "duplicate of itself".
+        h.handle(wrong)
+        twice = event(rec, 41, partition=0)
+        twice.headers = list(headers[-1])
+        assert dict(twice.headers)["newswire.rekeyed_from"] == f"{RAW}/2/9".encode()
+        assert verdict(h.handle(twice))[0] == UNIQUE
+        # Any other copy is still a duplicate.
+        assert verdict(h.handle(event(rec, 42)))[1] == "url"
+    finally:
+        assert h.consumer is not None
+        h.consumer.close()

@@ -260,3 +260,69 @@ def test_two_processes_sharing_one_sqlite_file_keep_exactly_one(tmp_path: Path) 
         for consumer in consumers:
             consumer.close()
     assert sorted([a.duplicate, b.duplicate]) == [False, True]
+
+
+# -- updates ---------------------------------------------------------------------------------------
+
+
+def revised(rec: dict[str, Any], n: int) -> dict[str, Any]:
+    """Version *n* of *rec*: a day later per version, another title."""
+    return {
+        **rec,
+        "title": f"{rec['title']} (version {n})",
+        "published_at": rec["published_at"] + dt.timedelta(days=n),
+    }
+
+
+def test_updates_take_over_the_url_on_both_backends(state_url: str) -> None:
+    v1 = story(1)
+    v2, v3 = revised(v1, 2), revised(v1, 3)
+    consumer = open_dedup(state_url)
+    try:
+        assert consumer.judge_batch([event(v1, 0, 0)]) == [Verdict(v1["id"])]
+        assert consumer.judge_batch([event(v2, 0, 1)]) == [Verdict(v1["id"], "update")]
+    finally:
+        consumer.close()
+    consumer = open_dedup(state_url)
+    try:
+        # Delivered again after a restart: its own verdict, not a duplicate of itself.
+        assert consumer.judge_batch([event(v1, 0, 0)]) == [Verdict(v1["id"])]
+        assert consumer.judge_batch([event(v2, 0, 1)]) == [Verdict(v1["id"], "update")]
+        assert consumer.judge_batch([event(v2, 0, 2)]) == [Verdict(v1["id"], "url")]
+        assert consumer.judge_batch([event(v1, 0, 3)]) == [Verdict(v1["id"], "url")]
+        assert consumer.judge_batch([event(v3, 0, 4)]) == [Verdict(v1["id"], "update")]
+        assert len(consumer.index) == 3  # one entry per stored version
+    finally:
+        consumer.close()
+
+
+def test_evicting_versions_deletes_exactly_their_keys(tmp_path: Path) -> None:
+    path = tmp_path / "dedup.sqlite"
+    consumer = open_dedup(f"sqlite:///{path}", max_entries=10)
+    try:
+        offset = 0
+        for n in range(12):
+            rec = story(n)
+            # Each story in three versions, some judged in one batch, some one by one.
+            versions = [rec, revised(rec, 1), revised(rec, 2)]
+            if n % 2:
+                consumer.judge_batch([event(v, 0, offset + i) for i, v in enumerate(versions)])
+            else:
+                for i, v in enumerate(versions):
+                    consumer.judge_batch([event(v, 0, offset + i)])
+            offset += 3
+    finally:
+        consumer.close()
+    db = sqlite3.connect(path)
+    try:
+        entries = db.execute("SELECT count(*) FROM dedup_entries").fetchone()[0]
+        orphans = db.execute(
+            "SELECT count(*) FROM dedup_keys k LEFT JOIN dedup_entries e ON e.seq = k.seq "
+            "WHERE e.seq IS NULL"
+        ).fetchone()[0]
+        claims = db.execute("SELECT count(*) FROM dedup_keys WHERE key & 15 = 15").fetchone()[0]
+    finally:
+        db.close()
+    assert entries == 10
+    assert orphans == 0
+    assert claims > 0  # versions that gave up their URL key hold a claim key
