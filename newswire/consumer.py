@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from newswire.model import Article, model_for
+from newswire.serde import Serde, SingleObjectSerde
 from newswire.settings import Settings
 
 __all__ = ["Consumer", "Context", "Emit", "Event", "Outcome", "Skip", "model_for"]
@@ -96,6 +97,9 @@ class Context:
     registry: CollectorRegistry
     emit: Emit
     log: logging.Logger
+    #: The wire format the runtime decodes with: for :meth:`~newswire.serde.Serde.extend`
+    #: and for encoding outside :meth:`Consumer.emit`.
+    serde: Serde = field(default_factory=SingleObjectSerde)
 
 
 class Consumer:
@@ -105,6 +109,10 @@ class Consumer:
     name: ClassVar[str] = ""
     #: Topics to read (``newswire run`` builds its topology from them).
     topics: ClassVar[tuple[str, ...]] = ()
+    #: The record fields the consumer reads, if only a few: the runtime then decodes
+    #: just those (a projected decode, ~2x faster for an article) and ``event.record``
+    #: holds only them (``event.model`` needs them all). None: the whole record.
+    fields: ClassVar[tuple[str, ...] | None] = None
     #: This consumer's own settings, loaded from ``NEWSWIRE_<NAME>__<FIELD>`` (None: none).
     settings_model: ClassVar[type[BaseModel] | None] = None
     #: What ``newswire run`` reports of this stage (its counters; see :class:`Outcome`).

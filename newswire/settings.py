@@ -30,6 +30,7 @@ __all__ = [
     "MetricsSettings",
     "ProducerSettings",
     "RunnerSettings",
+    "SerdeSettings",
     "Settings",
     "env_name",
     "load_section",
@@ -179,6 +180,33 @@ def env_name(section: str, field: str | None = None) -> str:
     return prefix + field.upper() if field else prefix
 
 
+class SerdeSettings(BaseModel):
+    """The wire format of every value newswire writes and reads (README: wire formats)."""
+
+    mode: str = Field(
+        "single-object",
+        description="single-object (Avro single-object encoding, no server) or registry "
+        "(Confluent Schema Registry wire format, subjects <topic>-value).",
+    )
+    registry_url: str | None = Field(
+        None,
+        description="registry mode: the schema registry, http(s)://host:8081 "
+        "(comma-separated for several; mock://NAME is confluent-kafka's in-process one).",
+    )
+    registry_auth: SecretStr | None = Field(
+        None, description="registry mode: HTTP basic auth as user:password."
+    )
+    registry_auto_register: bool = Field(
+        True,
+        description="registry mode: register a schema under <topic>-value on first use; "
+        "false: only look it up (register with `newswire schemas register`).",
+    )
+    registry_timeout_s: float = Field(10.0, gt=0, description="registry mode: HTTP timeout.")
+    registry_retries: int = Field(
+        3, ge=0, description="registry mode: retries of a failed request (with backoff)."
+    )
+
+
 class Settings(BaseSettings):
     """All newswire settings: the kernel's sections, and the plug-ins' on demand.
 
@@ -197,6 +225,7 @@ class Settings(BaseSettings):
     producer: ProducerSettings = Field(default_factory=lambda: ProducerSettings())
     runner: RunnerSettings = Field(default_factory=lambda: RunnerSettings())
     metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
+    serde: SerdeSettings = Field(default_factory=lambda: SerdeSettings())
     log_level: str = "INFO"
 
     _sections: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
