@@ -263,8 +263,10 @@ class Settings(BaseSettings):
     def environment(self) -> dict[str, str]:
         """These settings as ``NEWSWIRE_*`` variables (for a child process), secrets included."""
         found: dict[str, str] = {"NEWSWIRE_LOG_LEVEL": self.log_level}
-        for name in ("kafka", "producer", "runner", "metrics"):
-            found.update(_variables(name, getattr(self, name)))
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, BaseModel):  # every kernel section (kafka, serde, …)
+                found.update(_variables(name, value))
         for name, section in self._sections.items():
             found.update(_variables(name, section))
         return found
