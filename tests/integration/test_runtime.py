@@ -73,8 +73,9 @@ def test_plugin_from_the_example_package_runs_via_newswire_consume(
     settings: Settings, pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alerts = tmp_path / "alerts.jsonl"
-    monkeypatch.setenv("KEYWORDS", "facial recognition")
-    monkeypatch.setenv("KEYWORDS_OUT", str(alerts))
+    # The plug-in's own settings section, NEWSWIRE_KEYWORDS__*, reaches its process.
+    monkeypatch.setenv("NEWSWIRE_KEYWORDS__WORDS", '["facial recognition"]')
+    monkeypatch.setenv("NEWSWIRE_KEYWORDS__OUT", str(alerts))
     pipeline.start()
     pipeline.processes.append(pipeline.spawn("keywords"))
     items = [article(1), article(2, "Markets close higher", excerpt="Stocks rose on Friday.")]
