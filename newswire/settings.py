@@ -340,8 +340,11 @@ def _variables(name: str, section: BaseModel) -> dict[str, str]:
 
 # -- unknown variables -------------------------------------------------------------------------
 
-#: ``NEWSWIRE_*`` variables that are not settings but are read elsewhere (benchmarks, CI).
-NOT_SETTINGS = frozenset({"NEWSWIRE_BENCH_POSTGRES"})
+#: ``NEWSWIRE_*`` variables that are not settings but are read elsewhere: the benchmarks,
+#: the tests, docker-compose's interpolation of the follow service's feed.
+NOT_SETTINGS = frozenset(
+    {"NEWSWIRE_BENCH_POSTGRES", "NEWSWIRE_TEST_POSTGRES", "NEWSWIRE_FOLLOW_URL"}
+)
 
 
 def _model_variables(prefix: str, model: type[BaseModel]) -> dict[str, bool]:
