@@ -135,7 +135,11 @@ class Runner:
                 serde=self.serde,
             )
         )
-        self.consumer.setup()
+        if not self._setup():  # stopped while waiting: nothing was set up, nothing to commit
+            self._kafka.close(leave=False)
+            self._producer.close(timeout_s=10)
+            log.info("%s: stopped before it was set up", self.consumer.name)
+            return
         self._kafka.subscribe(
             self.consumer.topics, on_assign=self._on_assign, on_revoke=self._on_revoke
         )
@@ -181,6 +185,29 @@ class Runner:
                     break
         finally:
             self._shutdown()
+
+    def _setup(self) -> bool:
+        """Set the consumer up; wait out an outage of what it needs (False: stopped meanwhile).
+
+        A dependency that is unreachable or restarting at start-up
+        (:class:`~newswire.errors.UnavailableError`) is waited for with capped
+        backoff, as a batch would; anything else (a ConfigError: no such
+        database…) propagates and stops the stage.
+        """
+        s = self.settings.runner
+        delay_ms = float(s.retry_backoff_ms)
+        while True:
+            try:
+                self.consumer.setup()
+                return True
+            except UnavailableError as exc:
+                self.metrics.unavailable.labels(self.consumer.name, self.consumer.topics[0]).set(1)
+                log.warning(
+                    "%s: %s; setting up again in %.1fs", self.consumer.name, exc, delay_ms / 1000
+                )
+            if self._stop.wait(delay_ms / 1000):
+                return False
+            delay_ms = min(delay_ms * 2, float(s.retry_backoff_max_ms))
 
     def _shutdown(self) -> None:
         leave = True
