@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import Annotated
+
 import typer
+from rich.markup import escape
 
 from newswire.cli import articles, broker, consume, dlq, produce, run, schemas, status
 
@@ -18,6 +23,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="DEBUG logs, and tracebacks with errors.")
+    ] = False,
+) -> None:
+    if debug:
+        os.environ["NEWSWIRE_LOG_LEVEL"] = "DEBUG"
+
+
 app.command()(broker.broker)
 app.add_typer(broker.topics_app, name="topics")
 app.command()(produce.produce)
@@ -31,6 +48,24 @@ app.add_typer(articles.articles_app, name="articles")
 app.add_typer(schemas.schemas_app, name="schemas")
 
 
+def _debugging() -> bool:
+    return "--debug" in sys.argv[1:] or os.environ.get("NEWSWIRE_LOG_LEVEL", "").upper() == "DEBUG"
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: an error nobody handled is one line and exit status 3
+    (the traceback too with ``--debug`` or ``NEWSWIRE_LOG_LEVEL=DEBUG``)."""
+    try:
+        app()
+    except Exception as exc:
+        if _debugging():
+            raise
+        from newswire.cli.common import EXIT_FAILED, console
+
+        console.print(
+            f"[red]error:[/red] {escape(type(exc).__name__)}: {escape(str(exc))} "
+            "(--debug shows the traceback)",
+            soft_wrap=True,
+            highlight=False,
+        )
+        sys.exit(EXIT_FAILED)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from newswire.errors import NewswireError
 from newswire.settings import Settings, unknown_variables
@@ -76,7 +77,8 @@ def warn_unknown_variables() -> None:
 
 
 def fail(exc: NewswireError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
+    # One line, however narrow the terminal (or none): operators grep for it.
+    console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
     return typer.Exit(EXIT_FAILED)
 
 

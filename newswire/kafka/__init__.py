@@ -18,6 +18,8 @@ the entry-point group ``newswire.kafka_clients``. An adapter is a class taking
 from __future__ import annotations
 
 import importlib
+import socket
+import time
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -59,6 +61,7 @@ __all__ = [
     "RecordTooLargeError",
     "TopicPartition",
     "adapter",
+    "check_reachable",
     "known_clients",
     "open_clients",
 ]
@@ -98,6 +101,57 @@ def adapter(name: str) -> Any:
         raise ConfigError(f"cannot load Kafka client {name!r} from {target}: {exc}") from exc
 
 
+def _address(server: str) -> tuple[str, int]:
+    host, _, port = server.strip().rpartition(":")
+    try:
+        return host.strip("[]") or "localhost", int(port)
+    except ValueError as exc:
+        raise ConfigError(
+            f"bootstrap server {server!r} is not HOST:PORT (NEWSWIRE_KAFKA__BOOTSTRAP)",
+            bootstrap=server,
+        ) from exc
+
+
+def _cause(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "no answer"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
+    return exc.strerror or type(exc).__name__
+
+
+def check_reachable(kafka: KafkaSettings) -> None:
+    """Wait until one bootstrap server accepts a TCP connection, at most ``kafka.timeout_s``.
+
+    Raises :class:`BrokerUnreachableError` naming the address and the cause: a client
+    library would retry (and log) for much longer before saying the same less clearly.
+    """
+    servers = [s for s in kafka.bootstrap.split(",") if s.strip()]
+    if not servers:
+        raise ConfigError("no bootstrap server (NEWSWIRE_KAFKA__BOOTSTRAP is empty)")
+    addresses = [_address(s) for s in servers]
+    deadline = time.monotonic() + kafka.timeout_s
+    while True:
+        causes = []
+        for host, port in addresses:
+            remaining = max(0.05, deadline - time.monotonic())
+            try:
+                with socket.create_connection((host, port), timeout=min(remaining, 2.0)):
+                    return
+            except OSError as exc:
+                causes.append(_cause(exc))
+        if time.monotonic() >= deadline:
+            why = ", ".join(sorted(set(causes)))
+            raise BrokerUnreachableError(
+                f"cannot reach the Kafka broker at {kafka.bootstrap}: {why} "
+                f"(for {kafka.timeout_s:g}s; NEWSWIRE_KAFKA__TIMEOUT_S)",
+                bootstrap=kafka.bootstrap,
+            )
+        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+
+
 class KafkaClients:
     """The process's :class:`Clients`: ``kafka.client`` for everything, except the stages'
     output producer, which is ``kafka.output_client``'s."""
@@ -123,6 +177,11 @@ class KafkaClients:
         return self.main.admin()
 
 
-def open_clients(kafka: KafkaSettings, producer: ProducerSettings | None = None) -> KafkaClients:
-    """The clients the settings ask for."""
+def open_clients(
+    kafka: KafkaSettings, producer: ProducerSettings | None = None, *, check: bool = True
+) -> KafkaClients:
+    """The clients the settings ask for; with *check*, once the broker answers
+    (:func:`check_reachable`)."""
+    if check:
+        check_reachable(kafka)
     return KafkaClients(kafka, producer or ProducerSettings())
