@@ -264,7 +264,7 @@ class Settings(BaseSettings):
     def environment(self) -> dict[str, str]:
         """These settings as ``NEWSWIRE_*`` variables (for a child process), secrets included."""
         found: dict[str, str] = {"NEWSWIRE_LOG_LEVEL": self.log_level}
-        for name in ("kafka", "producer", "runner", "metrics"):
+        for name in ("kafka", "producer", "runner", "metrics", "serde"):
             found.update(_variables(name, getattr(self, name)))
         for name, section in self._sections.items():
             found.update(_variables(name, section))
