@@ -43,6 +43,7 @@ from newswire.kafka import (
     ProducerClient,
     Record,
     TopicPartition,
+    check_reachable,
     open_clients,
 )
 from newswire.metrics import ConsumerMetrics
@@ -89,7 +90,10 @@ class Runner:
         #: Freeze the heap after setup and collect young objects less often (a stage
         #: process: ``newswire consume``), see :mod:`newswire.process`.
         self.tune_gc = tune_gc
-        self.clients = clients or open_clients(settings.kafka, settings.producer)
+        # The broker is checked when run() starts, not here: a Runner is also built to
+        # drive its batch logic directly (unit tests, benchmarks).
+        self._check_broker = clients is None
+        self.clients = clients or open_clients(settings.kafka, settings.producer, check=False)
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.serde = serde or serde_for(settings)
@@ -129,6 +133,8 @@ class Runner:
         the first empty poll once partitions are assigned (tests, benchmarks).
         """
         s = self.settings
+        if self._check_broker:
+            check_reachable(s.kafka)
         self._producer = self.clients.producer(f"{self.consumer.name}-out", output=True)
         self._kafka = self.clients.consumer(self.consumer.group, self.consumer.name)
         self.consumer.bind(
