@@ -11,14 +11,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from prometheus_client import CollectorRegistry
+from rich.console import Console
+from rich.status import Status
 from rich.table import Table
 
 from newswire.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_REJECTED,
+    LIBRARY_LOG,
+    console,
     fail,
     load_settings,
+    log_libraries_to,
     out,
     raise_on_sigterm,
     usage_error,
@@ -117,6 +122,8 @@ def run(
     status = EXIT_OK
     with tempfile.TemporaryDirectory(prefix="newswire-run-") as tmp:
         work = workdir or Path(tmp)
+        # The Kafka clients' chatter goes beside the stages' logs, not to the console.
+        log_libraries_to(work / LIBRARY_LOG)
         if not bootstrap:
             # Offsets of a memory-only broker mean nothing after it stops: state that
             # records offsets lives with the run.
@@ -152,7 +159,10 @@ def run(
                     print_produce_summary(summary, rejects_file)
                 status = _exit_status(summary.rejected, summary.failed, dead_lettered=0)
                 if until_idle:
-                    pipeline.wait_until_idle(summary.sent, timeout_s=timeout)
+                    with DrainProgress(pipeline, summary, console) as progress:
+                        pipeline.wait_until_idle(
+                            summary.sent, timeout_s=timeout, tick=progress.tick
+                        )
                     report = _print_run_summary(
                         pipeline,
                         summary,
@@ -170,8 +180,73 @@ def run(
             out.print("stopping")
         except NewswireError as exc:
             raise fail(exc) from exc
+        finally:
+            log_libraries_to(None)  # the work directory may be about to go
     if status != EXIT_OK:
         raise typer.Exit(status)
+
+
+class DrainProgress:
+    """While ``--until-idle`` waits: sent, each stage's records in and lag, what has ended.
+
+    On a terminal a live status line (every second); otherwise (a log, a pipe) a line
+    at once and then every ``every_s``. Each update scrapes every stage once (~2 ms of
+    CPU a stage), so it is throttled, not done on each of the drain's polls.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        summary: PublishSummary,
+        where: Console,
+        every_s: float | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.summary = summary
+        self.console = where
+        self.live = where.is_terminal
+        self.every_s = every_s if every_s is not None else (1.0 if self.live else 5.0)
+        self._next = 0.0
+        self._status: Status | None = None
+
+    def line(self) -> str:
+        """``draining: 48 sent; dedup 48 in lag 0; …; ended: 7 duplicate sightings, …``."""
+        stages = "; ".join(
+            f"{name} {n:,} in, lag {lag:,}" for name, n, lag in self.pipeline.drain_progress()
+        )
+        s = self.summary
+        report = self.pipeline.report(
+            read=s.read, rejected=s.rejected, failed=s.failed, sent=s.sent
+        )
+        ends: dict[str, int] = {}
+        for line in report.lines:
+            if line.terminal:
+                title = line.outcome or line.title
+                ends[title] = ends.get(title, 0) + line.count
+        ended = ", ".join(f"{n:,} {title}" for title, n in ends.items())
+        dead = f", {report.dead_lettered:,} dead-lettered" if report.dead_lettered else ""
+        return f"draining: {s.sent:,} sent; {stages}; ended: {ended or 'none yet'}{dead}"
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.every_s
+        text = self.line()
+        if not self.live:
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        elif self._status is None:
+            self._status = self.console.status(text)
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def __enter__(self) -> DrainProgress:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
 
 
 def _exit_status(rejected: int, failed: int, dead_lettered: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -154,3 +155,50 @@ def test_status_json_is_one_document(tmp_path: Path) -> None:
     )
     assert empty.returncode == 0, empty.stderr
     assert json.loads(empty.stdout) == []
+
+
+def test_run_at_debug_logs_one_line_a_batch_shows_drain_progress_and_keeps_the_console_clean(
+    tmp_path: Path,
+) -> None:
+    from tests.conftest import ARTICLES
+
+    work = tmp_path / "work"
+    result = newswire(
+        "run",
+        str(ARTICLES),
+        "--store",
+        f"sqlite:///{tmp_path / 's.db'}",
+        "--until-idle",
+        "--workdir",
+        str(work),
+        cwd=tmp_path,
+        env={"NEWSWIRE_LOG_LEVEL": "DEBUG"},
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]  # the fixtures' two malformed documents
+    # While the stages drain, `run` says how far they are (first line at once, not a tty).
+    (first, *_) = [line for line in result.stderr.splitlines() if line.startswith("draining:")]
+    progress = re.match(
+        r"draining: (\d+) sent; dedup \d+ in, lag \d+; enrich \d+ in, lag \d+; "
+        r"store \d+ in, lag \d+; ended: ",
+        first,
+    )
+    assert progress, first
+    sent = int(progress.group(1))
+    assert f"sent to articles.raw {sent} " in " ".join(result.stdout.replace("│", " ").split())
+    # The console holds newswire's own lines only: no Kafka client's records.
+    loggers = set(re.findall(r"^\S+ \S+ (?:DEBUG|INFO|WARNING|ERROR) (\S+):", result.stderr, re.M))
+    assert loggers and all(name.split(".")[0] == "newswire" for name in loggers), loggers
+    # Each stage's log: one DEBUG line a batch, with counts, sizes, times and partitions.
+    for stage in ("dedup", "enrich", "store"):
+        text = (work / f"{stage}.log").read_text()
+        batches = re.findall(
+            rf"DEBUG newswire.runner: {stage}: batch records=(\d+) decoded=\d+ bytes=\d+ "
+            r"decode=[\d.]+ms handle=[\d.]+ms produce=[\d.]+ms commit=[\d.]+ms partitions=\S+",
+            text,
+        )
+        assert batches, text[-2000:]
+        if stage == "dedup":  # every record sent, in batches
+            assert sum(map(int, batches)) == sent
+        # Never an article's text.
+        assert "facial recognition" not in text.lower()

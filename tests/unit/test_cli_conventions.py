@@ -7,13 +7,14 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from newswire.cli.app import app
-from newswire.cli.common import EXIT_STATUS_HELP, PIPED_WIDTH
+from newswire.cli.common import EXIT_STATUS_HELP, LIBRARY_LOG, PIPED_WIDTH
 from newswire.cli.dlq import letter_record
 from newswire.cli.run import _exit_status
 from newswire.dlq import DeadLetter
@@ -82,3 +83,51 @@ def test_a_dead_letter_has_one_json_shape() -> None:
     assert (saved["key"], saved["value"]) == ("aw==", "AAE=")
     assert listed["dlq_offset"] == 3 and listed["bytes"] == 2
     json.dumps(saved)
+
+
+_LOG_SCRIPT = """
+import logging, sys
+from newswire.cli.common import load_settings
+load_settings(stage=sys.argv[1] == "stage")
+logging.getLogger("newswire.runner").warning("own line")
+try:
+    None.recv(4096)
+except AttributeError:
+    logging.getLogger("kafka.net.transport").exception("Error receiving network data")
+logging.getLogger("kafka.net.selector").warning("Task <x> ran for 0.301s (>0.250s threshold)")
+logging.getLogger("newswire.runner").debug("debug line")
+"""
+
+
+def _logged(tmp_path: Path, mode: str, level: str = "INFO") -> tuple[str, str]:
+    runtime = tmp_path / mode
+    result = subprocess.run(
+        [sys.executable, "-c", _LOG_SCRIPT, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={
+            **os.environ,
+            "NEWSWIRE_METRICS__RUNTIME_DIR": str(runtime),
+            "NEWSWIRE_LOG_LEVEL": level,
+        },
+    )
+    library = runtime / LIBRARY_LOG
+    return result.stderr, library.read_text() if library.exists() else ""
+
+
+def test_library_chatter_goes_to_a_log_file_not_the_console(tmp_path: Path) -> None:
+    console, library = _logged(tmp_path, "command")
+    assert "own line" in console
+    assert "recv" not in console and "ran for" not in console and "Traceback" not in console
+    assert "AttributeError: 'NoneType' object has no attribute 'recv'" in library
+    assert "ran for 0.301s" in library
+    assert "own line" not in library
+    assert "debug line" not in console  # INFO
+
+
+def test_a_stage_logs_everything_to_stderr_its_log(tmp_path: Path) -> None:
+    console, library = _logged(tmp_path, "stage", level="DEBUG")
+    assert "own line" in console and "debug line" in console
+    assert "'NoneType' object has no attribute 'recv'" in console and "ran for" in console
+    assert library == ""
