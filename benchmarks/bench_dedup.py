@@ -12,7 +12,7 @@ syndicated copies (dateline, credit line, last sentence cut) mixed in.
    timed from the first record consumed to the last commit (stage) or last
    decode (baseline), in the same run (``bench_stages.run_stage``/``run_baseline``).
    CPU µs per record (user+sys of this process, all threads) and wall rate, each
-   as a ratio to the baseline. Target: CPU ≤ 1.5× the baseline's. Also run with
+   as a ratio to the baseline. Target: CPU ≤ 1.5 times the baseline's. Also run with
    near-duplicates off, for the cost of them.
 2. **Cost per article against the state's size** (no Kafka): the state is
    filled directly with N synthetic remembered articles (random ids, contents
