@@ -45,8 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import xxhash
 
+from consumers.dedup.sketch import BANDS as BANDS_PER_SKETCH
 from consumers.dedup.sketch import FORMAT, band_keys, band_keys_many
 from newswire.errors import ConfigError
 
@@ -244,6 +246,93 @@ class SeenIndex(Protocol):
         ...
 
 
+# -- the key filter --------------------------------------------------------------------------------
+
+_FILTER_BITS_PER_KEY = 10
+_FILTER_HASHES = 3  # false positives ≈ 1.7 % at 10 bits per key
+_FILTER_MIX = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64
+)
+
+
+class KeyFilter:
+    """A Bloom filter over held keys: most keys a batch looks up are held by nobody (every
+    new article's), and most of the state's cost is in finding that out in the B-tree.
+
+    Never a false "free": every key that may be held was added. Keys of evicted entries
+    stay in it (only a false "maybe", then asked of the database) until :meth:`stale`
+    says the filter has seen twice the keys it was sized for, and it is rebuilt.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        bits = 1 << max(16, int(capacity * _FILTER_BITS_PER_KEY - 1).bit_length())
+        self._shift = np.uint64(64 - (bits.bit_length() - 1))
+        self._words = np.zeros(bits // 64, dtype=np.uint64)
+        self.capacity = capacity
+        self.added = 0
+
+    def _slots(self, keys: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return (keys.view(np.uint64)[None, :] * _FILTER_MIX[:, None]) >> self._shift
+
+    def add(self, keys: np.ndarray) -> None:
+        """Add int64 *keys*."""
+        if not len(keys):
+            return
+        slots = self._slots(keys).ravel()
+        np.bitwise_or.at(
+            self._words, slots >> np.uint64(6), np.uint64(1) << (slots & np.uint64(63))
+        )
+        self.added += len(keys)
+
+    def maybe(self, keys: np.ndarray) -> np.ndarray:
+        """For each of int64 *keys*: False if it is surely not held."""
+        slots = self._slots(keys)
+        bits = (self._words[slots >> np.uint64(6)] >> (slots & np.uint64(63))) & np.uint64(1)
+        return np.asarray(bits.all(axis=0))
+
+    @property
+    def stale(self) -> bool:
+        """Whether evicted entries' keys have made it too full to be of use."""
+        return self.added > 2 * self.capacity
+
+
+def _keys_of_rows(rows: Sequence[Sequence[Any]]) -> np.ndarray:
+    """Every key the entries of *rows* (article, content, sketch, reason, claimant) may hold,
+    claim keys of every stored version included (a superset is all a filter needs)."""
+    if not rows:
+        return np.zeros(0, dtype=np.int64)
+    articles = np.array([r[0] for r in rows], dtype=np.int64).view(np.uint64)
+    contents = np.array([r[1] for r in rows if r[1] is not None], dtype=np.int64).view(np.uint64)
+    sketches = [bytes(r[2]) for r in rows if r[2] is not None]
+    claimants = np.array(
+        [r[4] for r in rows if (int(r[3]) & ~CLAIM_FLAG) in STORED or int(r[3]) & CLAIM_FLAG],
+        dtype=np.int64,
+    ).view(np.uint64)
+    low = ~np.uint64((1 << _TAG_BITS) - 1)
+    parts = [
+        (articles & low) | np.uint64(_TAG_URL),
+        (contents & low) | np.uint64(_TAG_CONTENT),
+        (claimants & low) | np.uint64(_TAG_CLAIM),
+    ]
+    if sketches:
+        values = np.array(band_keys_many(sketches), dtype=np.uint64)
+        tags = np.arange(values.shape[1], dtype=np.uint64) + np.uint64(_TAG_BAND)
+        parts.append(((values << np.uint64(_TAG_BITS)) | tags[None, :]).ravel())
+    return np.concatenate(parts).view(np.int64)
+
+
+def _entry_keys_array(entries: Sequence[Entry]) -> np.ndarray:
+    """The keys of new entries for the filter (claimed, taken over and claim keys)."""
+    keys: list[int] = []
+    for e in entries:
+        keys.extend(e.keys)
+        keys.extend(grant for _, _, grant in e.takeover)
+        if e.reason in STORED:
+            keys.append(claim_key(e.claimant))
+    return np.array(keys, dtype=np.int64)
+
+
 # -- SQLite ------------------------------------------------------------------------------------
 
 _SQLITE_DDL = """
@@ -382,6 +471,7 @@ class SqliteSeenIndex:
             self._migrate()
             self._size = int(self._db.execute("SELECT count(*) FROM dedup_entries").fetchone()[0])
             self._watermark = int(self._meta("watermark") or 0)
+            self._build_filter()
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -415,16 +505,47 @@ class SqliteSeenIndex:
         row = self._db.execute("SELECT value FROM dedup_meta WHERE name = ?", (name,)).fetchone()
         return None if row is None else row[0]
 
+    _FILTER_COLUMNS = "article, content, sketch, reason, claimant, seq"
+
+    def _build_filter(self) -> None:
+        """The key filter of every entry in the file (at open, and when it has gone stale)."""
+        self._filter = KeyFilter(max(self.max_entries, self._size) * (3 + BANDS_PER_SKETCH))
+        self._seen_seq = 0
+        self._refresh_filter()
+
+    def _refresh_filter(self) -> None:
+        """Add the keys of entries other processes sharing the file stored since we looked.
+
+        Runs under the write lock, so entries appear in seq order and none is missed.
+        """
+        while True:
+            rows = self._db.execute(
+                f"SELECT {self._FILTER_COLUMNS} FROM dedup_entries WHERE seq > ? "
+                "ORDER BY seq LIMIT 50000",
+                (self._seen_seq,),
+            ).fetchall()
+            if not rows:
+                return
+            self._filter.add(_keys_of_rows(rows))
+            self._seen_seq = int(rows[-1][-1])
+
     def begin(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
         row = self._db.execute("SELECT max(seq) FROM dedup_entries").fetchone()
         self._next_seq = int(row[0] or 0) + 1
+        if self._filter.stale:
+            self._build_filter()
+        elif self._next_seq - 1 > self._seen_seq:
+            self._refresh_filter()
         self._pending_size = self._size
         self._pending_watermark = self._watermark
 
     def lookup(self, keys: Collection[int]) -> dict[int, Entry]:
         found: dict[int, Entry] = {}
-        unique = list(set(keys))
+        if not keys:
+            return found
+        candidates = np.fromiter(keys, dtype=np.int64, count=len(keys))
+        unique = candidates[self._filter.maybe(candidates)].tolist()
         by_seq: dict[int, Entry] = {}
         for lo in range(0, len(unique), 500):
             chunk = unique[lo : lo + 500]
@@ -458,6 +579,7 @@ class SqliteSeenIndex:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+        self._filter.add(_entry_keys_array(entries))
         self._pending_size += len(rows)
         lost: set[int] = set()
         for seq, key, old, grant in takeovers:
@@ -498,6 +620,8 @@ class SqliteSeenIndex:
         self._size = self._pending_size
         self._watermark = self._pending_watermark
         self.evicted += evicted
+        # Our own entries are in the filter already; nobody else wrote in between.
+        self._seen_seq = max(self._seen_seq, self._next_seq - 1)
 
     def _evict(self) -> int:
         """Delete the oldest entries beyond the bounds, with the keys they hold."""
