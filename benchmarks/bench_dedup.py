@@ -60,6 +60,7 @@ from bench_stages import make_settings, produce, run_baseline, run_stage  # noqa
 
 from consumers.dedup import DedupConsumer  # noqa: E402
 from consumers.dedup.fingerprint import tokens  # noqa: E402
+from consumers.dedup.settings import DedupSettings  # noqa: E402
 from consumers.dedup.sketch import SKETCH_BYTES  # noqa: E402
 from consumers.dedup.state import Entry, content_key, sketch_keys, url_key  # noqa: E402
 from newswire.broker import EmbeddedBroker  # noqa: E402
@@ -172,10 +173,12 @@ def throughput(records: list[dict[str, Any]], workdir: Path) -> dict[str, Any]:
             "cpu_us_per_record": base_cpu_us,
         }
         for near in (True, False):
-            s.dedup.near = near
-            s.dedup.state_url = f"sqlite:///{workdir / f'dedup-near-{near}.sqlite'}"
             name = f"dedup-bench-{'near' if near else 'exact'}"
             cls = type("BenchDedup", (DedupConsumer,), {"name": name})
+            # Settings are per consumer name: this subclass's section, not ``dedup``'s.
+            section = s.section(name, DedupSettings)
+            section.near = near
+            section.state_url = f"sqlite:///{workdir / f'dedup-near-{near}.sqlite'}"
             result = run_stage(cls, RAW, s, n, pid)
             cpu_us = result.cpu_s / max(1, result.records) * 1e6
             out["near" if near else "exact"] = {
