@@ -30,8 +30,8 @@ run: install ## Run the embedded pipeline on the bundled sample data
 	@mkdir -p .newswire
 	$(NW) run samples --store sqlite:///.newswire/newswire.db --until-idle
 
-test: install ## Run the test suite (unit, integration against a real broker, e2e)
-	$(PY) -m pytest
+test: install ## Run the test suite (unit, integration against a real broker on each Kafka client, e2e)
+	$(PY) -m pytest -n 2
 
 lint: install ## ruff (lint + format check), mypy, import contracts (pyproject.toml), schemas
 	$(VENV)/bin/ruff check .

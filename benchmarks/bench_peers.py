@@ -146,7 +146,7 @@ ORDER = (ENRICHED, UNIQUE, RAW)
 def child_settings(args: argparse.Namespace, workdir: Path) -> Settings:
     s = make_settings(args.bootstrap, workdir)
     if args.store_url:
-        s.store.url = args.store_url
+        s.section("store").url = args.store_url
     return s
 
 
@@ -198,11 +198,13 @@ def run_newswire(job: str, args: argparse.Namespace, workdir: Path) -> dict[str,
 
     stage = {"dedup-exact": "dedup", "dedup-near": "dedup", "enrich": "enrich"}.get(job, "store")
     s = child_settings(args, workdir)
-    s.dedup.near = job != "dedup-exact"
+    s.section("dedup").near = job != "dedup-exact"
     cls = consumer_class(stage)
-    # A fresh group (and metric label) per job: several jobs read the same topic.
-    name = f"{cls.name}-{job}-{uuid.uuid4().hex[:6]}"
-    consumer = type(cls.__name__, (cls,), {"name": name})()
+    # A fresh group per job (several jobs read the same topic); the name stays, so the
+    # consumer finds its settings section (make_settings: state and store in the job's dir).
+    group = f"newswire.bench.{job}.{uuid.uuid4().hex[:6]}"
+    consumer = type(cls.__name__, (cls,), {"group": property(lambda _self: group)})()
+    name = consumer.name
     registry = CollectorRegistry()
     runner = Runner(consumer, s, registry=registry)
     marks: dict[str, float] = {}
@@ -387,7 +389,7 @@ def run_quix(job: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
         sdf = sdf.apply(avro.decode).apply(enricher.enrich).apply(avro.encode)
         sdf.to_topic(app.topic(f"bench.{job}.out", value_serializer="bytes"))
     elif job == "quix-store":
-        from newswire.store import open_store
+        from newswire.store import open_writer
 
         avro = _SingleObjectAvro(ENRICHED_ARTICLE, ENRICHED_ARTICLE)
         store_url = f"sqlite:///{workdir / 'quix-store.db'}"
@@ -396,10 +398,12 @@ def run_quix(job: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
             """Each checkpoint's batch (per partition) in one transaction, newswire's SQL."""
 
             def setup(self) -> None:
-                self.store = open_store(store_url)
+                self.store = open_writer(store_url)
+
+            rows = 0
 
             def write(self, batch: SinkBatch) -> None:
-                self.store.write([item.value for item in batch], [])
+                SqliteSink.rows += self.store.write([item.value for item in batch], [])[0]
 
         sink = SqliteSink()
         sdf.apply(avro.decode).sink(sink)
@@ -424,7 +428,9 @@ def run_quix(job: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
         stopper.cancel()
     if "t1" not in marks:
         marks.update(t1=time.perf_counter(), cpu1=time.process_time())
+    out = {"rows_written": float(SqliteSink.rows)} if job == "quix-store" else {}
     return {
+        "out": out,
         "records": seen,
         "seconds": marks["t1"] - marks.get("t0", marks["t1"]),
         "cpu_s": marks["cpu1"] - marks.get("cpu0", marks["cpu1"]),
@@ -701,6 +707,10 @@ def main(argv: list[str] | None = None) -> int:
             "on the same topic in this run (articles.raw: mean of the first and last run); "
             "time ratio = baseline rate / job rate (higher is slower)."
         )
+        for row in rows:
+            if row["out"]:
+                outs = ", ".join(f"{k}={v:,.0f}" for k, v in sorted(row["out"].items()))
+                print(f"{row['job']}: {outs}")
         for note in notes:
             print(f"note: {note}")
         for row in rows:

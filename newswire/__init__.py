@@ -12,7 +12,7 @@ Plug-in authors import from here only::
             ...
 """
 
-from newswire.consumer import Consumer, Context, Event, Skip
+from newswire.consumer import Consumer, Context, Event, Outcome, Skip
 from newswire.errors import (
     ConfigError,
     HandlerError,
@@ -39,6 +39,7 @@ __all__ = [
     "HandlerError",
     "Image",
     "NewswireError",
+    "Outcome",
     "Provider",
     "Reject",
     "Related",

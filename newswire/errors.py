@@ -7,7 +7,9 @@ The tree (``retriable`` says whether trying the same thing again may succeed)::
     ├── ValidationError                one input document/record is invalid   (not retriable)
     │   └── InvalidURLError            a URL is not an absolute http(s) URL
     ├── SerdeError                     bytes cannot be decoded / record encoded (not retriable)
-    │   └── UnknownSchemaError         the writer schema's fingerprint is unknown
+    │   └── UnknownSchemaError         the writer schema's fingerprint or registry id is unknown
+    ├── RegistryError                  the schema registry refused a request: incompatible
+    │                                  schema, bad credentials                (not retriable)
     ├── BrokerError                    the Kafka broker cannot be reached or refused a request
     │                                  (retriable unless said otherwise)
     ├── StoreError                     the database refused or failed         (see ``retriable``)
@@ -30,6 +32,7 @@ __all__ = [
     "HandlerError",
     "InvalidURLError",
     "NewswireError",
+    "RegistryError",
     "RetriableError",
     "SerdeError",
     "StoreError",
@@ -72,6 +75,14 @@ class SerdeError(NewswireError):
 
 class UnknownSchemaError(SerdeError):
     """The writer schema named by a record's fingerprint or id is unknown. Not retriable."""
+
+
+class RegistryError(NewswireError):
+    """The schema registry refused a request (an incompatible schema, bad credentials).
+
+    Not retriable: the registry's answer will not change by itself. A registry
+    that cannot be reached raises :class:`UnavailableError` instead.
+    """
 
 
 class BrokerError(NewswireError):

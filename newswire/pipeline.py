@@ -26,12 +26,21 @@ from types import TracebackType
 
 from newswire import registry
 from newswire.broker import EmbeddedBroker, die_with_parent
+from newswire.consumer import Outcome
 from newswire.errors import NewswireError, UnavailableError
 from newswire.settings import Settings
 from newswire.status import Samples, scrape, total
 from newswire.topics import ALL_TOPICS, RAW, ensure_topics
 
-__all__ = ["Pipeline", "StageProcess", "default_stages", "parse_scale", "stage_topics"]
+__all__ = [
+    "Pipeline",
+    "ReportLine",
+    "RunReport",
+    "StageProcess",
+    "default_stages",
+    "parse_scale",
+    "stage_topics",
+]
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +229,38 @@ class Pipeline:
             for topic in topics
         )
 
+    def stage_samples(self) -> dict[str, Samples]:
+        """Every stage's current samples, summed over its processes, by stage name."""
+        merged: dict[str, Samples] = {}
+        names = {p.label: p.name for p in self.processes}
+        for label, samples in self.metrics().items():
+            into = merged.setdefault(names[label], {})
+            for key, value in samples.items():
+                into[key] = into.get(key, 0.0) + value
+        return merged
+
+    def report(self, *, read: int, rejected: int, failed: int, sent: int) -> RunReport:
+        """What became of the documents: each stage's declared outcomes and the dead letters.
+
+        The kernel knows no stage: each consumer says which of its counters
+        count (``Consumer.outcomes``); the dead letters are the runtime's own
+        ``newswire_consumer_dlq_total`` of every stage.
+        """
+        samples = self.stage_samples()
+        lines: list[ReportLine] = []
+        dead: dict[str, int] = {}
+        for name in self.stages:
+            consumer_class = registry.load(registry.CONSUMERS, name)
+            mine = samples.get(name, {})
+            where = consumer_class.where(self.settings)
+            for outcome in consumer_class.outcomes:
+                for title, count in _outcome_counts(outcome, mine):
+                    lines.append(
+                        ReportLine(name, title, count, outcome.terminal, where, outcome.title)
+                    )
+            dead[name] = round(total(mine, "newswire_consumer_dlq_total"))
+        return RunReport(read, rejected, failed, sent, lines, dead)
+
     def wait_until_idle(
         self, produced: int, *, timeout_s: float = 600.0, tick: Callable[[], None] | None = None
     ) -> None:
@@ -264,6 +305,65 @@ class Pipeline:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class ReportLine:
+    """One outcome of one stage in the run summary."""
+
+    stage: str
+    title: str
+    count: int
+    terminal: bool
+    where: str | None = None
+    #: The outcome's title without the split value (for the sum).
+    outcome: str = ""
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What became of a run's documents (see :meth:`Pipeline.report`)."""
+
+    read: int
+    rejected: int
+    failed: int
+    sent: int
+    lines: list[ReportLine]
+    dead_letters: dict[str, int]
+
+    @property
+    def dead_lettered(self) -> int:
+        """Records sent to the DLQ by any stage."""
+        return sum(self.dead_letters.values())
+
+    @property
+    def accounted(self) -> int:
+        """Rejected + failed to send + every terminal outcome + dead-lettered."""
+        ends = sum(line.count for line in self.lines if line.terminal)
+        return self.rejected + self.failed + ends + self.dead_lettered
+
+    @property
+    def adds_up(self) -> bool:
+        """Whether every document read is accounted for exactly once."""
+        return self.accounted == self.read
+
+
+def _outcome_counts(outcome: Outcome, samples: Samples) -> list[tuple[str, int]]:
+    """``(title, count)`` of *outcome* in one stage's samples: one, or one per split value."""
+    wanted = set(outcome.labels)
+    matching = [
+        (dict(labels), value)
+        for (name, labels), value in samples.items()
+        if name == outcome.metric and wanted <= set(labels)
+    ]
+    if outcome.split is None:
+        return [(outcome.title, round(sum(v for _, v in matching)))]
+    by_value: dict[str, float] = {}
+    for labels, value in matching:
+        key = labels.get(outcome.split, "")
+        if key not in outcome.exclude:
+            by_value[key] = by_value.get(key, 0.0) + value
+    return [(f"{outcome.title} ({key})", round(n)) for key, n in sorted(by_value.items())]
 
 
 def _tail(path: Path, lines: int = 15) -> str:

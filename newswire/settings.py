@@ -30,6 +30,7 @@ __all__ = [
     "MetricsSettings",
     "ProducerSettings",
     "RunnerSettings",
+    "SerdeSettings",
     "Settings",
     "env_name",
     "load_section",
@@ -49,9 +50,10 @@ class KafkaSettings(BaseModel):
     heartbeat_interval_ms: int = 3000
     max_poll_records: int = 1000
     client: str = Field(
-        "kafka-python",
-        description="Kafka client of consumers, producers and admin: confluent (librdkafka) "
-        "or kafka-python (see newswire.kafka).",
+        "confluent",
+        description="Kafka client of consumers, producers and admin: confluent (librdkafka: "
+        "a fetched record costs ~1.2 µs of CPU, kafka-python ~4.6, benchmarks/bench_fetch.py) "
+        "or kafka-python.",
     )
     output_client: str | None = Field(
         "confluent",
@@ -179,6 +181,33 @@ def env_name(section: str, field: str | None = None) -> str:
     return prefix + field.upper() if field else prefix
 
 
+class SerdeSettings(BaseModel):
+    """The wire format of every value newswire writes and reads (README: wire formats)."""
+
+    mode: str = Field(
+        "single-object",
+        description="single-object (Avro single-object encoding, no server) or registry "
+        "(Confluent Schema Registry wire format, subjects <topic>-value).",
+    )
+    registry_url: str | None = Field(
+        None,
+        description="registry mode: the schema registry, http(s)://host:8081 "
+        "(comma-separated for several; mock://NAME is confluent-kafka's in-process one).",
+    )
+    registry_auth: SecretStr | None = Field(
+        None, description="registry mode: HTTP basic auth as user:password."
+    )
+    registry_auto_register: bool = Field(
+        True,
+        description="registry mode: register a schema under <topic>-value on first use; "
+        "false: only look it up (register with `newswire schemas register`).",
+    )
+    registry_timeout_s: float = Field(10.0, gt=0, description="registry mode: HTTP timeout.")
+    registry_retries: int = Field(
+        3, ge=0, description="registry mode: retries of a failed request (with backoff)."
+    )
+
+
 class Settings(BaseSettings):
     """All newswire settings: the kernel's sections, and the plug-ins' on demand.
 
@@ -197,6 +226,7 @@ class Settings(BaseSettings):
     producer: ProducerSettings = Field(default_factory=lambda: ProducerSettings())
     runner: RunnerSettings = Field(default_factory=lambda: RunnerSettings())
     metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
+    serde: SerdeSettings = Field(default_factory=lambda: SerdeSettings())
     log_level: str = "INFO"
 
     _sections: dict[str, BaseModel] = PrivateAttr(default_factory=dict)

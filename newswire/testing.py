@@ -29,7 +29,7 @@ from newswire.errors import SerdeError
 from newswire.kafka import Headers, Rebalance, Record, TopicPartition
 from newswire.model import model_for, schema_of
 from newswire.runner import Runner
-from newswire.serde import SingleObjectSerde
+from newswire.serde import Serde, serde_for
 from newswire.settings import Settings
 from newswire.topics import DLQ
 
@@ -254,17 +254,19 @@ def run_consumer(
     topic: str | None = None,
     settings: Settings | None = None,
     batch_size: int = 500,
+    serde: Serde | None = None,
 ) -> TestRun:
     """Run *consumer* over *inputs* (models, encoded with their Avro schema, or raw bytes).
 
     Inputs go to *topic* (default: the consumer's first topic). Retries back
-    off for 1 ms instead of the configured time.
+    off for 1 ms instead of the configured time. Values use *serde* (default:
+    the wire format of *settings*).
     """
     settings = settings.model_copy(deep=True) if settings else Settings()
     settings.runner.retry_backoff_ms = 1
     settings.runner.retry_backoff_max_ms = 1
     settings.kafka.max_poll_records = batch_size
-    serde = SingleObjectSerde()
+    serde = serde or serde_for(settings)
     broker = MemoryBroker()
     source = topic or consumer.topics[0]
     for item in inputs:
@@ -276,7 +278,9 @@ def run_consumer(
             raise TypeError(f"cannot encode {type(item).__name__}; pass bytes")
         key = getattr(item, "id", None)
         broker.append(
-            source, serde.encode(schema, item.model_dump()), key=key.encode() if key else None
+            source,
+            serde.encode(schema, item.model_dump(), topic=source),
+            key=key.encode() if key else None,
         )
     registry = CollectorRegistry()
     Runner(consumer, settings, registry=registry, serde=serde, clients=broker).run(until_idle=True)

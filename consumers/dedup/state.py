@@ -64,7 +64,6 @@ __all__ = [
     "claimant_of",
     "content_key",
     "entries_keys",
-    "entry_keys",
     "id_number",
     "sketch_keys",
     "url_key",
@@ -133,11 +132,6 @@ def claim_key(claimant: int) -> int:
     return _tagged(claimant, _TAG_CLAIM)
 
 
-def band_key(band: int, value: int) -> int:
-    """The key of LSH band number *band* with 32-bit *value*."""
-    return (value << _TAG_BITS) | (_TAG_BAND + band)
-
-
 def sketch_keys(sketch: bytes) -> list[int]:
     """The band keys of a stored sketch."""
     return band_keys_of(band_keys(sketch))
@@ -181,13 +175,8 @@ class Entry:
         return self.kept_text if self.kept_text is not None else id_text(self.kept)
 
 
-def entry_keys(entry: Entry) -> list[int]:
-    """Every key *entry* may hold (those it holds are among them), derived from its fields."""
-    return entries_keys([entry])[0]
-
-
 def entries_keys(entries: Sequence[Entry]) -> list[list[int]]:
-    """:func:`entry_keys` of many entries (the band keys computed at once)."""
+    """Every key each of *entries* may hold (the band keys of all computed at once)."""
     sketched = [e.sketch for e in entries if e.sketch is not None]
     bands = iter(band_keys_many(sketched))
     out = []

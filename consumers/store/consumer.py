@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import BaseModel, Field
 
-from newswire import Consumer, Event
+from newswire import Consumer, Event, Outcome
+from newswire.database import redact_url
 from newswire.errors import UnavailableError
 from newswire.serde import ENRICHED_ARTICLE, SIGHTING
 from newswire.settings import Settings
@@ -100,6 +101,18 @@ class StoreConsumer(Consumer):
     name = "store"
     topics = (ENRICHED, DUPLICATES)
     settings_model = StoreSettings
+    outcomes = (
+        Outcome(
+            "stored (new or updated)",
+            "newswire_store_rows_written_total",
+            labels=(("table", "articles"),),
+        ),
+    )
+
+    @classmethod
+    def where(cls, settings: Settings) -> str | None:
+        """The store's URL, password redacted."""
+        return redact_url(settings.section(cls.name, StoreSettings).url)
 
     @classmethod
     def check(cls, settings: Settings) -> None:

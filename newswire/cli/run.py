@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import json
 import sys
 import tempfile
 import time
@@ -62,15 +65,25 @@ def run(
     timeout: Annotated[
         float, typer.Option(help="--until-idle: give up after this many seconds.")
     ] = 900.0,
+    dlq_out: Annotated[
+        Path,
+        typer.Option(
+            help="--until-idle with the embedded (memory-only) broker: dead letters are "
+            "appended here before it stops."
+        ),
+    ] = Path("newswire-dlq.jsonl"),
     fmt: Format = AUTO,
     workers: Workers = None,
     follow: Follow = None,
     every: Every = None,
     state: State = None,
 ) -> None:
-    """Run the whole pipeline: broker, topics, dedup → enrich → store, then produce PATHS.
+    """Run the whole pipeline: broker, topics, the built-in stages, then produce PATHS.
 
-    With --follow the feeds are polled until Ctrl-C, after PATHS.
+    The stages are the built-in consumers (dedup → enrich → store); --scale
+    NAME=N adds instances, or a plug-in consumer. With --until-idle the summary
+    accounts for every document: read = rejected + each stage's outcomes +
+    dead-lettered. With --follow the feeds are polled until Ctrl-C, after PATHS.
     """
     from newswire.pipeline import Pipeline, parse_scale
 
@@ -129,7 +142,13 @@ def run(
                     print_produce_summary(summary, rejects_file)
                 if until_idle:
                     pipeline.wait_until_idle(summary.sent, timeout_s=timeout)
-                    _print_run_summary(settings, summary, time.perf_counter() - started)
+                    _print_run_summary(
+                        pipeline,
+                        summary,
+                        time.perf_counter() - started,
+                        embedded=not bootstrap,
+                        dlq_out=dlq_out,
+                    )
                 else:
                     out.print("running; Ctrl-C stops")
                     while True:
@@ -180,23 +199,71 @@ def _print_metrics_urls(pipeline: Pipeline, producer_url: str | None, wait_s: fl
             out.print(f"  {label:<10} {url}", soft_wrap=True)
 
 
-def _print_run_summary(settings: Settings, summary: PublishSummary, elapsed: float) -> None:
-    from newswire.store import open_reader
-
-    store = open_reader(settings.section("store").url, settings)
-    try:
-        stored = store.count("articles")
-        duplicates = store.duplicates_by_reason()
-        where = store.url  # password redacted
-    finally:
-        store.close()
+def _print_run_summary(
+    pipeline: Pipeline,
+    summary: PublishSummary,
+    elapsed: float,
+    *,
+    embedded: bool,
+    dlq_out: Path,
+) -> None:
+    """The run in numbers that add up: each stage's outcomes, the dead letters and where."""
+    report = pipeline.report(
+        read=summary.read, rejected=summary.rejected, failed=summary.failed, sent=summary.sent
+    )
     table = Table(title="newswire run", show_header=False)
-    table.add_row("documents read", str(summary.read))
-    table.add_row("rejected", str(summary.rejected))
-    table.add_row("sent to articles.raw", str(summary.sent))
-    table.add_row("articles in store", f"{stored} ({where})")
-    for reason in ("url", "content", "near"):
-        table.add_row(f"duplicates ({reason})", str(duplicates.get(reason, 0)))
+    table.add_row("documents read", str(report.read))
+    table.add_row("rejected", str(report.rejected))
+    if report.failed:
+        table.add_row("failed to send", str(report.failed))
+    table.add_row("sent to articles.raw", str(report.sent))
+    for line in report.lines:
+        where = f" ({line.where})" if line.where else ""
+        table.add_row(f"{line.stage}: {line.title}", f"{line.count}{where}")
+    dead = report.dead_lettered
+    by_stage = ", ".join(f"{stage} {n}" for stage, n in report.dead_letters.items() if n)
+    table.add_row("dead-lettered", f"{dead}" + (f" ({by_stage})" if by_stage else ""))
+    if dead:
+        table.add_row("dead letters", _keep_dead_letters(pipeline, embedded, dlq_out))
+    ends: dict[str, int] = {}
+    for line in report.lines:
+        if line.terminal:
+            ends[line.outcome or line.title] = ends.get(line.outcome or line.title, 0) + line.count
+    terms = " + ".join(
+        [f"{report.rejected} rejected"]
+        + ([f"{report.failed} failed"] if report.failed else [])
+        + [f"{n} {title}" for title, n in ends.items()]
+        + [f"{dead} dead-lettered"]
+    )
+    verdict = "adds up" if report.adds_up else f"does not add up ({report.accounted} accounted)"
+    table.add_row("accounted", f"{report.read} read = {terms}: {verdict}")
     table.add_row("elapsed", f"{elapsed:.1f}s")
     table.add_row("rate", f"{summary.read / elapsed:,.0f} documents/s" if elapsed else "-")
     out.print(table)
+
+
+def _keep_dead_letters(pipeline: Pipeline, embedded: bool, path: Path) -> str:
+    """Where the dead letters are: on the broker's DLQ topic, or (embedded) saved to *path*.
+
+    The embedded broker keeps everything in memory and stops with the run, so
+    its letters are written out first, one JSON object a line (``key`` and
+    ``value`` base64, the error headers as fields), before it goes.
+    """
+    from newswire.dlq import read_dead_letters
+    from newswire.topics import DLQ
+
+    bootstrap = pipeline.settings.kafka.bootstrap
+    if not embedded:
+        return f"in {DLQ} on {bootstrap} (newswire dlq list -b {bootstrap})"
+    letters = read_dead_letters(pipeline.settings.kafka)
+    with path.open("a", encoding="utf-8") as f:
+        for partition, offset, letter in letters:
+            record = {
+                **dataclasses.asdict(letter),
+                "dlq_partition": partition,
+                "dlq_offset": offset,
+                "key": base64.b64encode(letter.key).decode() if letter.key is not None else None,
+                "value": base64.b64encode(letter.value).decode(),
+            }
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return f"{len(letters)} appended to {path} (the embedded broker is memory-only)"

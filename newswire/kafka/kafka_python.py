@@ -230,9 +230,12 @@ class KafkaPythonConsumer:
             polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except kerrors.KafkaError as exc:
             raise _broker_error(exc, "poll failed") from exc
+        new = tuple.__new__  # skips NamedTuple's Python-level __new__: ~0.3 µs a record
         return {
             TopicPartition(tp.topic, tp.partition): [
-                Record(r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp)
+                new(
+                    Record, (r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp)
+                )
                 for r in records
             ]
             for tp, records in polled.items()

@@ -47,7 +47,8 @@ def test_run_until_idle_stores_each_article_once_and_cleans_up(tmp_path: Path) -
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "articles in store" in result.stdout
+    assert "store: stored (new or updated)" in result.stdout
+    assert "adds up" in " ".join(result.stdout.split())
     db = sqlite3.connect(store)
     originals = [p for p in ARTICLES.glob("0*.txt") if "_variant_" not in p.name]
     assert db.execute("SELECT count(*) FROM articles").fetchone()[0] == len(originals)
@@ -169,3 +170,89 @@ def test_run_checks_the_store_before_it_starts_anything(
     assert not (work / "broker.log").exists()
     assert not list(work.glob("*.log"))
     assert "pipeline up" not in result.stdout
+
+
+@pytest.mark.postgres
+def test_the_run_summary_adds_up_and_keeps_the_dead_letters(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # PostgreSQL refuses a NUL in text: that article is dead-lettered by the store stage.
+    lines = [
+        {"title": "bad \u0000 nul", "originalUrl": "https://example.com/nul", "body": "x"},
+        {"title": "fine", "originalUrl": "https://example.com/fine", "body": "y"},
+        {"title": "fine", "originalUrl": "https://example.com/fine?utm_source=x", "body": "y"},
+        {"originalUrl": "https://example.com/no-title"},
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = subprocess.run(
+        [*NEWSWIRE, "run", str(source), "--store", postgres_url, "--until-idle"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "COLUMNS": "400"},  # one table row a line
+    )
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    text = " ".join(result.stdout.split())
+    assert (
+        "4 read = 1 rejected + 1 duplicate sightings + 1 stored (new or updated) + "
+        "1 dead-lettered: adds up"
+    ) in text, result.stdout
+    assert "dead-lettered │ 1 (store 1)" in text
+    assert "1 appended to newswire-dlq.jsonl (the embedded broker is memory-only)" in text
+    (letter,) = [json.loads(x) for x in (tmp_path / "newswire-dlq.jsonl").read_text().splitlines()]
+    assert letter["stage"] == "store"
+    assert letter["source_topic"] == "articles.enriched"
+    assert "0x00" in letter["error_message"]
+
+
+def test_the_run_summary_adds_up_with_an_update_and_a_resend(tmp_path: Path) -> None:
+    # v2 is a newer version of v1 (an update: stored), its copy a url duplicate (a sighting).
+    url = "https://example.com/story"
+    lines = [
+        {
+            "title": "v1",
+            "originalUrl": url,
+            "publishedDateTime": "2024-01-01T00:00:00Z",
+            "body": "the first text",
+        },
+        {
+            "title": "v2",
+            "originalUrl": url,
+            "publishedDateTime": "2024-02-01T00:00:00Z",
+            "body": "the corrected text",
+        },
+        {
+            "title": "v2",
+            "originalUrl": url + "?utm_source=x",
+            "publishedDateTime": "2024-02-01T00:00:00Z",
+            "body": "the corrected text",
+        },
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = subprocess.run(
+        [
+            *NEWSWIRE,
+            "run",
+            str(source),
+            "--store",
+            f"sqlite:///{tmp_path / 's.db'}",
+            "--until-idle",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = " ".join(result.stdout.split())
+    assert "dedup: updates (counted in stored) │ 1" in text, result.stdout
+    assert (
+        "3 read = 0 rejected + 1 duplicate sightings + 2 stored (new or updated) + "
+        "0 dead-lettered: adds up"
+    ) in text, result.stdout

@@ -73,8 +73,8 @@ def test_plugin_from_the_example_package_runs_via_newswire_consume(
     settings: Settings, pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alerts = tmp_path / "alerts.jsonl"
-    monkeypatch.setenv("KEYWORDS", "facial recognition")
-    monkeypatch.setenv("KEYWORDS_OUT", str(alerts))
+    monkeypatch.setenv("NEWSWIRE_KEYWORDS__WORDS", '["facial recognition"]')
+    monkeypatch.setenv("NEWSWIRE_KEYWORDS__OUT", str(alerts))
     pipeline.start()
     pipeline.processes.append(pipeline.spawn("keywords"))
     items = [article(1), article(2, "Markets close higher", excerpt="Stocks rose on Friday.")]
@@ -177,6 +177,8 @@ class Picky(Consumer):
 
 
 def test_retries_dead_letters_and_replay(settings: Settings) -> None:
+    # Class state: reset, since the test runs once per Kafka client in one process.
+    Picky.fixed, Picky.flaky_failures_left, Picky.seen = False, 2, []
     registry = CollectorRegistry()
     runner = Runner(Picky(), settings, registry=registry)
     thread = threading.Thread(target=runner.run, daemon=True)

@@ -692,7 +692,7 @@ def test_newswire_run_gives_the_same_rows_in_postgresql_and_sqlite(
             check=False,
         )
         assert result.returncode == 0, result.stderr[-3000:]
-        assert "articles in store" in result.stdout
+        assert "store: stored (new or updated)" in result.stdout
 
     with open_writer(postgres_url) as pg, open_writer(sqlite_url) as lite:
         in_pg, in_sqlite = snapshot(pg), snapshot(lite)

@@ -182,8 +182,8 @@ def test_images_pinned_and_restart_policies(services):
         assert isinstance(restart, str), (
             f"{name}: restart policy must be a (quoted) string, got {restart!r}"
         )
-        if name == "topics":
-            assert restart == "no", "the one-shot topics service must not restart"
+        if name in ("topics", "schemas"):
+            assert restart == "no", f"the one-shot {name} service must not restart"
         else:
             assert restart in ("always", "unless-stopped") or restart.startswith("on-failure"), (
                 name,
@@ -235,9 +235,31 @@ def test_pipeline_service(services, name):
     deps = _depends_on(svc)
     assert deps.get("kafka") == "service_healthy"
     assert deps.get("topics") == "service_completed_successfully"
-    if "NEWSWIRE_SERDE__REGISTRY_URL" in env:
-        assert env["NEWSWIRE_SERDE__REGISTRY_URL"] == "http://schema-registry:8081"
-        assert deps.get("schema-registry") == "service_healthy"
+    # The pipeline runs in registry mode against the compose registry.
+    assert env["NEWSWIRE_SERDE__MODE"] == "registry"
+    assert env["NEWSWIRE_SERDE__REGISTRY_URL"] == "http://schema-registry:8081"
+    assert deps.get("schema-registry") == "service_healthy"
+    assert deps.get("schemas") == "service_completed_successfully"
+
+
+def test_schemas_one_shot_registers_against_the_registry(services):
+    schemas = services["schemas"]
+    assert schemas["command"] == ["schemas", "register"]
+    assert _depends_on(schemas).get("schema-registry") == "service_healthy"
+    assert _env(schemas)["NEWSWIRE_SERDE__REGISTRY_URL"] == "http://schema-registry:8081"
+
+
+@pytest.mark.parametrize("name", (*PIPELINE, "schemas"))
+def test_the_serde_environment_is_read_by_the_settings(services, name, monkeypatch):
+    from newswire.settings import Settings
+
+    env = _env(services[name])
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value))
+    serde = Settings().serde
+    assert (serde.mode, serde.registry_url) == ("registry", "http://schema-registry:8081")
+    names = {k.split("__", 1)[1].lower() for k in env if k.startswith("NEWSWIRE_SERDE__")}
+    assert names <= set(type(serde).model_fields), "a NEWSWIRE_SERDE__ variable nothing reads"
 
 
 def test_dedup_state_on_named_volume(services):
@@ -258,7 +280,7 @@ def test_store_uses_postgres(services):
 
 
 def test_newswire_env_var_names(services):
-    for name in (*PIPELINE, "topics"):
+    for name in (*PIPELINE, "topics", "schemas"):
         env = _env(services[name])
         assert env, f"{name} has no environment"
         bad = [key for key in env if not key.startswith("NEWSWIRE_")]

@@ -132,3 +132,18 @@ def test_the_cli_warns_once_at_start_up(tmp_path: Path, monkeypatch: pytest.Monk
         "NEWSWIRE_STOER__URL is not a newswire setting and is ignored; "
         "did you mean NEWSWIRE_STORE__URL?"
     ]
+
+
+def test_a_source_gets_its_own_settings_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newswire.cli.produce import build_sources
+    from producers.jsonl import JsonLinesSource
+
+    monkeypatch.setattr(JsonLinesSource, "settings_model", ExampleSettings)
+    monkeypatch.setenv("NEWSWIRE_JSONL__LIMIT", "5")
+    path = tmp_path / "in.jsonl"
+    path.write_text("{}\n")
+    (source,) = build_sources([str(path)], Settings(), fmt="jsonl")
+    assert isinstance(source.config, ExampleSettings)
+    assert source.config.limit == 5

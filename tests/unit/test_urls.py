@@ -251,3 +251,57 @@ def test_distinct_corpus_articles_have_distinct_ids() -> None:
     ids = [article(p).id for p in originals]
     assert len(originals) >= 7
     assert len(set(ids)) == len(ids)
+
+
+# -- the fast paths equal the general code ---------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from newswire.urls import _canonical, _is_absolute_http_url  # noqa: E402
+
+_URL_CHARS = "abcXYZ019-._~!$&'()*+,;=:@/%?#[] \t\u00e9\u00df"
+_urls = st.builds(
+    lambda scheme, host, port, rest: f"{scheme}://{host}{port}{rest}",
+    st.sampled_from(["http", "https", "HTTP", "ftp", "javascript"]),
+    st.from_regex(r"[A-Za-z0-9-]{0,6}(\.[A-Za-z0-9-]{1,6}){0,3}", fullmatch=True)
+    | st.sampled_from(["www.e.com", "[::1]", "e.com.", "x-y.cdn.ampproject.org", ""]),
+    st.sampled_from(["", "", ":80", ":443", ":8080", ":99999", ":x"]),
+    st.text(alphabet=_URL_CHARS, max_size=30),
+)
+_PROPERTY = settings(max_examples=1000, deadline=None, derandomize=True, database=None)
+
+
+@_PROPERTY
+@given(_urls)
+def test_the_fast_url_check_equals_the_general_one(url: str) -> None:
+    assert is_absolute_http_url(url) == _is_absolute_http_url(url)
+
+
+@_PROPERTY
+@given(_urls)
+def test_the_fast_canonical_url_equals_the_general_one(url: str) -> None:
+    if not _is_absolute_http_url(url):
+        return
+    try:
+        general = _canonical(url.strip(), fast=False)
+    except InvalidURLError:
+        with pytest.raises(InvalidURLError):
+            _canonical(url.strip(), fast=True)
+        return
+    assert _canonical(url.strip(), fast=True) == general
+
+
+def test_the_fast_paths_are_taken_for_plain_urls() -> None:
+    from newswire import urls
+
+    plain = "https://www.example.com/world/2024/01/02/a-story_(update)"
+    assert urls._PLAIN_HOST.fullmatch(plain) and urls._W3LIB_STABLE.fullmatch(plain)
+    assert canonical_url(plain) == "https://example.com/world/2024/01/02/a-story_(update)"
+    for odd in (
+        "https://e.com/caf%C3%A9",
+        "https://e.com/a?b=1",
+        "https://E.com/",
+        "https://e.com:8080/",
+    ):
+        assert not urls._W3LIB_STABLE.fullmatch(odd)
