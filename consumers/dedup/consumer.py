@@ -144,6 +144,18 @@ class DedupConsumer(Consumer):
     name = "dedup"
     topics = (RAW,)
     settings_model = DedupSettings
+    #: A projected decode: what judging and the sighting read (the bytes go on unchanged).
+    fields = (
+        "id",
+        "original_url",
+        "canonical_url",
+        "title",
+        "excerpt",
+        "body",
+        "published_at",
+        "ingested_at",
+        "provider",
+    )
     # A sighting ends a document's journey; an update goes on to the store as an article.
     outcomes = (
         Outcome(
