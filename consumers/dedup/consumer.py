@@ -243,8 +243,9 @@ class DedupConsumer(Consumer):
         )
         for reason in REASONS[1:]:
             self._duplicates.labels(self.name, RAW, reason)
-        for outcome in ("duplicate", "distinct"):
-            self._checks.labels(self.name, RAW, outcome)
+        # The children counted per candidate, looked up once (labels() costs more than inc()).
+        self._checked_duplicate = self._checks.labels(self.name, RAW, "duplicate")
+        self._checked_distinct = self._checks.labels(self.name, RAW, "distinct")
         # Exported from the start (at 0), not from the first eviction or conflict on.
         self._evictions.labels(self.name, RAW)
         self._conflicts.labels(self.name, RAW)
@@ -487,7 +488,7 @@ class DedupConsumer(Consumer):
                 seen.add(id(holder))
                 similarity = estimate(holder.sketch, r.sketch.data)
                 duplicate = similarity >= self.near_threshold and not _other_numbers(holder, r)
-                self._checks.labels(self.name, RAW, "duplicate" if duplicate else "distinct").inc()
+                (self._checked_duplicate if duplicate else self._checked_distinct).inc()
                 if duplicate and similarity > best_similarity:
                     best, best_similarity = holder, similarity
             if best is not None:
