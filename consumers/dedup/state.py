@@ -351,6 +351,7 @@ ENTRY_COLUMNS = (
 ADDED_COLUMNS = ("version", "ingested")
 JOINED_ENTRY_COLUMNS = ", ".join(f"e.{c.strip()}" for c in ENTRY_COLUMNS.split(","))
 _EVICT_CHUNK = 2000
+_CACHE_BYTES_PER_ENTRY = 200
 
 
 def entry_from_row(row: Sequence[Any]) -> Entry:
@@ -373,7 +374,8 @@ def entry_from_row(row: Sequence[Any]) -> Entry:
     code = int(reason)
     return Entry(
         article=int(article),
-        kept=int(kept),
+        # 0: the entry's own article (stored as 0, which SQLite writes in no bytes at all).
+        kept=int(kept) or int(article),
         claimant=int(claimant),
         reason=code & ~CLAIM_FLAG,
         similarity=1.0 if similarity is None else round(float(similarity), 4),
@@ -454,7 +456,12 @@ class SqliteSeenIndex:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache at most
+        # The key B-tree is written and read at random places: with fewer of its pages
+        # cached than it has, each batch reads and writes pages from the file, and the cost
+        # per article grows with the state. ~200 B per remembered article holds the keys
+        # (≈ 140 B) and the entries' hot ends (newest and oldest); 64 MiB at least.
+        cache_kib = max(65_536, max_entries * _CACHE_BYTES_PER_ENTRY // 1024)
+        self._db.execute(f"PRAGMA cache_size=-{cache_kib}")
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._migrate()
@@ -559,7 +566,10 @@ class SqliteSeenIndex:
         for entry in entries:
             entry.seq = self._next_seq
             self._next_seq += 1
-            rows.append(entry_row(entry))
+            row = entry_row(entry)
+            if entry.kept == entry.article:
+                row = (row[0], 0, *row[2:])  # see entry_from_row: 8 bytes less per article
+            rows.append(row)
             claims.extend((key, entry.seq) for key in entry.keys)
             takeovers.extend((entry.seq, key, old, grant) for key, old, grant in entry.takeover)
             self._pending_watermark = max(self._pending_watermark, entry.event_time)
