@@ -265,7 +265,8 @@ _STORED_VERSION = tuple(
 )
 _SUMMARY = ", ".join(f"a.{c}" for c in SUMMARY_COLUMNS)
 # The writer checkpoints itself only past ~64 MiB of WAL (the background checkpointer's bound).
-_WAL_BOUND_PAGES = 16384
+_PAGE_SIZE = 16384
+_WAL_BOUND_PAGES = 64 * 1024 * 1024 // _PAGE_SIZE
 _CHUNK = 500  # ids per IN (...) list, far below SQLite's variable limit
 
 
@@ -434,12 +435,15 @@ class SqliteStore(Store):
             # A path that cannot be a database (permission, a directory…) is fatal.
             raise connect_error(exc, "store", self.url) from exc
         try:
+            # An article row is ~3 KB: 4 KiB pages hold one each and spill; 16 KiB pages
+            # write ~15% less per batch (bench_store). Takes effect on a new file only.
+            db.execute(f"PRAGMA page_size={_PAGE_SIZE}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous}")
             db.execute("PRAGMA temp_store=MEMORY")
             db.execute("PRAGMA cache_size=-32768")  # 32 MiB
             db.execute(f"PRAGMA wal_autocheckpoint={_WAL_BOUND_PAGES}")
-            db.execute(f"PRAGMA journal_size_limit={_WAL_BOUND_PAGES * 4096}")
+            db.execute(f"PRAGMA journal_size_limit={_WAL_BOUND_PAGES * _PAGE_SIZE}")
             self._migrate(db)
         except sqlite3.Error as exc:
             db.close()

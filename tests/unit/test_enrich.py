@@ -319,3 +319,70 @@ def test_the_registered_domain_is_the_same_from_the_host_cache(enricher: Enriche
     ]
     assert [enricher.registered_domain(u) for u in urls] == ["bbc.co.uk"] * len(urls)
     assert enricher.registered_domain("https://www.example.co.jp") == "example.co.jp"
+
+
+# -- the stage: projected decode in, the input's datum extended out --------------------------
+
+
+def test_the_enrich_stage_keeps_every_field_and_adds_the_enrichment() -> None:
+    from consumers.enrich import EnrichConsumer
+    from newswire.model import Article
+    from newswire.testing import run_consumer
+    from newswire.topics import ENRICHED
+    from tests.unit.support import article
+
+    inputs = [
+        article(SEED),
+        article(LAPTOP),
+        Article.model_validate(
+            {
+                **fields(SEED),
+                "originalUrl": "https://www.asahi.com/articles/x.html",
+                "title": "米朝首脳会談",
+                "excerpt": "",
+                "body": page("japanese_article"),
+            }
+        ),
+    ]
+    result = run_consumer(EnrichConsumer(), inputs, batch_size=2)
+    assert result.dead_letters == []
+    out = result.to(ENRICHED)
+    assert [o.id for o in out] == [a.id for a in inputs]
+    for given, got in zip(inputs, out, strict=True):
+        assert isinstance(got, EnrichedArticle)
+        assert got.model_dump(include=set(Article.model_fields)) == given.model_dump()
+    assert [o.language for o in out] == ["en", "en", "ja"]
+    assert out[1].word_count == len(inputs[1].body.split())
+    assert out[2].word_count > 150  # counted by character, not 2 "words"
+    assert out[2].registered_domain == "asahi.com"
+
+
+def test_a_record_the_stage_cannot_enrich_is_dead_lettered_alone() -> None:
+    from consumers.enrich import EnrichConsumer
+    from newswire.testing import run_consumer
+    from newswire.topics import ENRICHED
+    from tests.unit.support import article
+
+    class Failing(EnrichConsumer):
+        name = "enrich-failing"
+
+        def setup(self) -> None:
+            super().setup()
+            real = self.enricher.enrichment
+
+            def enrichment(record: dict[str, object]) -> dict[str, object]:
+                if record["title"] == "boom":
+                    raise ValueError("cannot enrich this one")
+                return real(record)
+
+            self.enricher.enrichment = enrichment  # type: ignore[method-assign]
+
+    inputs = [
+        article(SEED),
+        article(SEED, title="boom", originalUrl="https://e.com/b"),
+        article(LAPTOP),
+    ]
+    result = run_consumer(Failing(), inputs, batch_size=3)
+    assert [o.id for o in result.to(ENRICHED)] == [inputs[0].id, inputs[2].id]  # no copies
+    assert len(result.dead_letters) == 1
+    assert "cannot enrich this one" in result.dead_letters[0].error_message
