@@ -397,7 +397,8 @@ def print_report(report: dict[str, Any]) -> None:
                 if v >= 1
             )
             print(
-                f"  {row['remembered']:>9} remembered: {row['us_per_article']:7.1f} CPU µs/article, "
+                f"  {row['remembered']:>9} remembered: "
+                f"{row['us_per_article']:7.1f} CPU µs/article, "
                 f"{row['bytes_per_article']:.0f} B/article on disk ({tables}); "
                 f"RSS +{row['rss_growth_bytes_per_article']:.0f} B/article; "
                 f"fill {row['fill_s']:.0f}s"
