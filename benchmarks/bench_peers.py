@@ -205,6 +205,16 @@ def run_newswire(job: str, args: argparse.Namespace, workdir: Path) -> dict[str,
     group = f"newswire.bench.{job}.{uuid.uuid4().hex[:6]}"
     consumer = type(cls.__name__, (cls,), {"group": property(lambda _self: group)})()
     name = consumer.name
+    if args.gc_freeze:  # an experiment: the collector skips what setup() allocated
+        import gc
+
+        setup = consumer.setup
+
+        def frozen_setup() -> None:
+            setup()
+            gc.freeze()
+
+        consumer.setup = frozen_setup
     registry = CollectorRegistry()
     runner = Runner(consumer, s, registry=registry)
     marks: dict[str, float] = {}
@@ -503,6 +513,8 @@ def run_child(job: str, args: argparse.Namespace, bootstrap: str, workdir: Path)
     ]
     if job == "store-postgres":
         cmd += ["--store-url", args.pg_url]
+    if args.gc_freeze:
+        cmd.append("--gc-freeze")
     log_path = jobdir / "child.log"
     with log_path.open("wb") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -554,6 +566,11 @@ def main(argv: list[str] | None = None) -> int:
         "--postgres",
         default=DEFAULT_POSTGRES,
         help="PostgreSQL URL for store-postgres ('' skips it)",
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="newswire jobs: gc.freeze() after the consumer's setup (an experiment)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     # The child's arguments (one job in its own process).

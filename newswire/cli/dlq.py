@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from newswire.cli.common import EXIT_FAILED, Bootstrap, console, fail, load_settings, out
-from newswire.dlq import DeadLetter, read_dead_letters, replay
+from newswire.dlq import DeadLetter, read_dead_letters, replay, replayed_letters
 from newswire.errors import NewswireError
 
 dlq_app = typer.Typer(help="The dead-letter topic (articles.dlq).", no_args_is_help=True)
@@ -75,28 +75,47 @@ def dlq_replay(
     dry_run: Annotated[
         bool, typer.Option(help="Say what would be replayed; send nothing.")
     ] = False,
+    again: Annotated[
+        bool, typer.Option(help="Also send letters an earlier replay already sent.")
+    ] = False,
 ) -> None:
-    """Send dead letters back to their source topic once the cause is fixed."""
+    """Send dead letters back to their source topic once the cause is fixed — once: each
+    acknowledged letter is marked on articles.dlq.replayed and later replays skip it.
+
+    Exit status: 0 every selected letter acknowledged (or already replayed), 3 the broker
+    did not acknowledge some (they stay unmarked: run it again)."""
     settings = load_settings(bootstrap)
     try:
-        letters = _matching(
-            [letter for _, _, letter in read_dead_letters(settings.kafka)], stage, error
-        )
+        found = read_dead_letters(settings.kafka)
+        wanted = set(map(id, _matching([letter for _, _, letter in found], stage, error)))
+        letters = [item for item in found if id(item[2]) in wanted]
         if dry_run:
-            out.print(f"would replay {len(letters)} record(s)")
+            done = set() if again else replayed_letters(settings.kafka)
+            todo = [item for item in letters if (item[0], item[1]) not in done]
+            out.print(
+                f"would replay {len(todo)} record(s); {len(letters) - len(todo)} already replayed"
+            )
             return
-        result = replay(settings.kafka, settings.producer, letters)
+        result = replay(settings.kafka, settings.producer, letters, again=again)
     except NewswireError as exc:
         raise fail(exc) from exc
     out.print(
         f"replayed {len(result.acknowledged)} record(s) to their source topics (acknowledged)"
     )
+    if result.already:
+        out.print(f"{len(result.already)} record(s) already replayed before: not sent again")
     if result.skipped:
         out.print(f"skipped {len(result.skipped)} record(s) without a source topic")
-    if result.failed:
-        first, why = result.failed[0]
+    if result.unmarked:
         console.print(
-            f"[red]error:[/red] {len(result.failed)} record(s) not acknowledged by the broker, "
-            f"e.g. {first.source_topic}/{first.source_partition}/{first.source_offset}: {why}"
+            f"[yellow]warning:[/yellow] {len(result.unmarked)} replayed record(s) could not be "
+            "marked as replayed; a later replay sends them again (harmless: idempotent)"
+        )
+    if result.failed:
+        (partition, offset, first), why = result.failed[0]
+        console.print(
+            f"[red]error:[/red] {len(result.failed)} record(s) not acknowledged by the broker "
+            f"at {settings.kafka.bootstrap}, e.g. dlq {partition}/{offset} → "
+            f"{first.source_topic}: {why}"
         )
         raise typer.Exit(EXIT_FAILED)

@@ -98,6 +98,8 @@ class KafkaPythonProducer:
                 batch_size=producer.batch_size,
                 max_request_size=producer.max_request_size,
                 retries=2**31 - 1,
+                # send() blocks this long at most for metadata or buffer space.
+                max_block_ms=int(kafka.timeout_s * 1000),
             )
         except kerrors.KafkaError as exc:
             raise _broker_error(exc, f"cannot connect a producer to {kafka.bootstrap}") from exc
@@ -165,7 +167,14 @@ class KafkaPythonProducer:
 
     def close(self, timeout_s: float = 10.0) -> list[_Delivery]:
         failed = self.flush(timeout_s)
-        self._producer.close(timeout=timeout_s)
+        # The flush waited already: what is still queued is reported failed and dropped,
+        # rather than sent later behind the caller's back. kafka-python's close() flushes
+        # once more and raises if anything is left, so the leftovers are aborted first.
+        accumulator = getattr(self._producer, "_accumulator", None)
+        if accumulator is not None and accumulator.has_incomplete:
+            accumulator.abort_batches(kerrors.KafkaTimeoutError("abandoned at close"))
+        with contextlib.suppress(kerrors.KafkaError):
+            self._producer.close(timeout=0)
         return failed
 
 
@@ -273,8 +282,11 @@ class KafkaPythonConsumer:
         return None if high is None else int(high)
 
     def rebalancing(self) -> bool:
+        # A JoinGroup in flight, or one about to be sent (a heartbeat saw the rebalance).
         coordinator = getattr(self._consumer, "_coordinator", None)
-        return bool(coordinator is not None and coordinator.rebalance_in_progress())
+        if coordinator is None or not self._consumer.subscription():
+            return False
+        return bool(coordinator.rebalance_in_progress() or coordinator.need_rejoin())
 
     def close(self, *, leave: bool = True) -> None:
         if not leave:
@@ -295,7 +307,9 @@ class KafkaPythonAdmin:
     def __init__(self, kafka: KafkaSettings) -> None:
         self._bootstrap = kafka.bootstrap
         try:
-            self._admin = KafkaAdminClient(**connection_config(kafka, "admin"))
+            self._admin = KafkaAdminClient(
+                **connection_config(kafka, "admin"), request_timeout_ms=int(kafka.timeout_s * 1000)
+            )
         except kerrors.KafkaError as exc:
             raise _broker_error(exc, f"cannot reach the broker at {kafka.bootstrap}") from exc
 
