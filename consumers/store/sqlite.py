@@ -226,8 +226,6 @@ _V3 = [
 MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-_TIMES = tuple(ARTICLE_COLUMNS.index(c) for c in ("published_at", "ingested_at", "enriched_at"))
-_PUBLISHED = ARTICLE_COLUMNS.index("published")
 _PUB, _ING = ARTICLE_COLUMNS.index("published_at"), ARTICLE_COLUMNS.index("ingested_at")
 _TEXT = tuple(ARTICLE_COLUMNS.index(c) for c in ("title", "excerpt", "body"))
 _NEWER = (
@@ -252,7 +250,6 @@ _INSERT_RELATED = (
     f"INSERT INTO related ({', '.join(RELATED_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(RELATED_COLUMNS))})"
 )
-_RELATED_PUBLISHED = RELATED_COLUMNS.index("published_at")
 _SEEN = DUPLICATE_COLUMNS.index("seen_at")
 _INSERT_REVISION = (
     f"INSERT OR IGNORE INTO revisions ({', '.join(REVISION_COLUMNS)}) "
@@ -293,16 +290,10 @@ class SqliteSettings(BaseModel):
         return value.upper() if isinstance(value, str) else value
 
 
-def _sqlite_row(record: Mapping[str, Any], stored_at: str) -> list[Any]:
-    values = list(article_row(record, stored_at))
-    for i in _TIMES:
-        values[i] = iso(values[i])
-    values[_PUBLISHED] = int(values[_PUBLISHED])
-    return values
-
-
-def _sqlite_related(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return (*row[:_RELATED_PUBLISHED], iso(row[_RELATED_PUBLISHED]), *row[_RELATED_PUBLISHED + 1 :])
+def _sqlite_row(record: Mapping[str, Any], stored_at: str) -> tuple[Any, ...]:
+    # Times as ISO-8601 UTC text; ``published`` stays a bool (SQLite stores it as 0/1 and
+    # True == 1, so a replayed row still compares equal to the stored one).
+    return article_row(record, stored_at, time=iso)
 
 
 def fts_query(text: str) -> str | None:
@@ -520,7 +511,7 @@ class SqliteStore(Store):
         if batch.records:
             rows = [_sqlite_row(r, stored_at) for r in batch.records]
             stored = self._stored(db, [row[0] for row in rows])
-            winners: list[tuple[Mapping[str, Any], list[Any]]] = []
+            winners: list[tuple[Mapping[str, Any], tuple[Any, ...]]] = []
             fts_delete: list[tuple[Any, ...]] = []
             for record, row in zip(batch.records, rows, strict=True):
                 old = stored.get(row[0])
@@ -557,7 +548,7 @@ class SqliteStore(Store):
                     db.executemany(f"DELETE FROM {table} WHERE article_id = ?", replaced)
             db.executemany(
                 _INSERT_RELATED,
-                [_sqlite_related(r) for record, _ in winners for r in related_rows(record)],
+                [r for record, _ in winners for r in related_rows(record, time=iso)],
             )
             db.executemany(
                 "INSERT OR IGNORE INTO topics (article_id, topic) VALUES (?, ?)",
