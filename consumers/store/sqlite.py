@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, Field, field_validator
 
 from consumers.store.base import (
@@ -264,7 +265,11 @@ _SUMMARY = ", ".join(f"a.{c}" for c in SUMMARY_COLUMNS)
 # The writer checkpoints itself only past ~64 MiB of WAL (the background checkpointer's bound).
 _PAGE_SIZE = 16384
 _WAL_BOUND_PAGES = 64 * 1024 * 1024 // _PAGE_SIZE
-_CHUNK = 500  # ids per IN (...) list, far below SQLite's variable limit
+_SELECT_STORED = (
+    f"SELECT {', '.join(ARTICLE_COLUMNS)}, rowid FROM articles "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
+_SELECT_ROWIDS = "SELECT id, rowid FROM articles WHERE id IN (SELECT value FROM json_each(?))"
 
 
 def sqlite_path(url: str) -> str:
@@ -597,25 +602,14 @@ class SqliteStore(Store):
     @staticmethod
     def _stored(db: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[Any, ...]]:
         """id → the stored row, its columns in ``ARTICLE_COLUMNS`` order then its rowid."""
-        found: dict[str, tuple[Any, ...]] = {}
-        for lo in range(0, len(ids), _CHUNK):
-            chunk = ids[lo : lo + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            for row in db.execute(
-                f"SELECT {', '.join(ARTICLE_COLUMNS)}, rowid FROM articles WHERE id IN ({marks})",
-                chunk,
-            ):
-                found[row[0]] = row
-        return found
+        # The ids as one JSON parameter: one statement text whatever the batch size, so
+        # SQLite prepares it once (an IN list of N marks is parsed again for every N).
+        rows = db.execute(_SELECT_STORED, (orjson.dumps(ids).decode(),))
+        return {row[0]: row for row in rows}
 
     @staticmethod
     def _rowids(db: sqlite3.Connection, ids: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for lo in range(0, len(ids), _CHUNK):
-            chunk = ids[lo : lo + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            found.update(db.execute(f"SELECT id, rowid FROM articles WHERE id IN ({marks})", chunk))
-        return found
+        return dict(db.execute(_SELECT_ROWIDS, (orjson.dumps(ids).decode(),)))
 
     def _error(self, exc: Exception, batch: Batch) -> Exception:
         what = f"{self.url}: writing {batch.describe()}: {type(exc).__name__}: {exc}"
