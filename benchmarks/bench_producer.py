@@ -9,7 +9,7 @@ back with PyYAML) and the same N articles as one JSON-lines file.
 For every measurement a fresh embedded Tansu broker is started (unless
 ``--bootstrap``) and the topics are created (6 partitions), then
 
-- ``baseline``: ``make_producer`` (the publisher's configuration) sends the
+- ``baseline``: the publisher's producer (the output client and its configuration) sends the
   same articles already validated and Avro-encoded — the same keys, values and
   ``newswire.ingested_at`` header — and flushes: the ceiling for any producer
   in this process;
@@ -78,7 +78,8 @@ from producers.jsonl import JsonLinesSource  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "articles"
 PARTITIONS = 6
-#: --client: the Kafka client of the publisher and of the baseline (default: the settings').
+#: --client: the Kafka client the publisher and the baseline send with (default: the
+#: settings' output client).
 CLIENT = ""
 TARGET_DOCS_2 = 4000.0
 TARGET_JSONL = 20000.0
@@ -211,7 +212,7 @@ def make_settings(bootstrap: str, workdir: Path) -> Settings:
     s.metrics.enabled = False
     s.producer.rejects_path = workdir / "rejects.jsonl"
     if CLIENT:
-        s.kafka.client = CLIENT
+        s.kafka.output_client = CLIENT
     return s
 
 
@@ -244,7 +245,8 @@ def warm_up(producer: ProducerClient) -> None:
 
 def run_baseline(s: Settings, inputs: Inputs, broker_pid: int | None) -> Result:
     """Send the pre-encoded records with the publisher's producer configuration."""
-    producer = open_clients(s.kafka, s.producer).producer("bench-baseline")
+    # The publisher sends with the output client (librdkafka by default): so does the baseline.
+    producer = open_clients(s.kafka, s.producer).producer("bench-baseline", output=True)
     try:
         warm_up(producer)
         cpu0, bcpu0, t0 = time.process_time(), cpu_of(broker_pid), time.perf_counter()

@@ -425,9 +425,10 @@ class Publisher:
             while pending:
                 done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for future in done:
+                    # Send first: reading the next part may wait for input (a pipe).
+                    self._send_batch(future.result(), summary, rejects, progress)
                     for part in itertools.islice(queue, 1):
                         pending.add(pool.submit(_encode_part, part))
-                    self._send_batch(future.result(), summary, rejects, progress)
         except BrokenProcessPool as exc:
             self._shutdown_pool()
             raise NewswireError(f"a producer worker process died: {exc}") from exc

@@ -26,6 +26,7 @@ import calendar
 import datetime as dt
 import html
 import io
+import logging
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -61,6 +62,8 @@ __all__ = [
 ]
 
 _BOM = b"\xef\xbb\xbf"
+log = logging.getLogger(__name__)
+
 _SPACES = re.compile(r"\s+")
 #: Opening tags of RSS items and Atom entries (``<item rdf:about=…>`` too), counted
 #: for the progress bar. An approximation: a tag inside CDATA counts too.
@@ -285,8 +288,14 @@ def feed_documents(
 ) -> Iterator[tuple[str, Document | Reject]]:
     """``(entry key, document or reject)`` for every entry of *feed*, numbered from 1."""
     for number, entry in enumerate(feed.entries, start=1):
-        key = entry_key(entry) if keys else ""
-        fields = entry_fields(entry, feed)
+        try:
+            key = entry_key(entry) if keys else ""
+            fields = entry_fields(entry, feed)
+        except Exception as exc:  # a mapping bug must cost this entry only, not the feed
+            log.exception("%s entry %d: unexpected error while reading", feed.origin, number)
+            reason = f"cannot read the entry: {type(exc).__name__}: {exc}"
+            yield "", Reject(feed.origin, "", reason, kind="error", entry=number)
+            continue
         if isinstance(fields, tuple):
             name, reason, kind = fields
             yield key, Reject(feed.origin, name, reason, kind=kind, entry=number)
@@ -431,7 +440,11 @@ class FeedSource(Source):
         data = read_file_limited(Path(path), path, self.max_bytes, what="feed")
         if isinstance(data, Reject):
             return data
-        return parse_feed(path, data, max_bytes=self.max_bytes)
+        try:
+            return parse_feed(path, data, max_bytes=self.max_bytes)
+        except Exception as exc:  # feedparser gives up on some input: this file only
+            log.exception("%s: unexpected error while parsing the feed", path)
+            return Reject(path, "", f"cannot parse: {type(exc).__name__}: {exc}", kind="error")
 
 
 def _is_url(path: str) -> bool:

@@ -14,10 +14,14 @@ too long to keep is skipped while cutting, without holding it in memory.
 from __future__ import annotations
 
 import gzip
+import io
 import logging
+import os
+import select
+import stat
 import sys
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
@@ -217,6 +221,7 @@ class JsonLinesSource(Source):
     def _cut(self, origin: str, stream: IO[bytes]) -> Iterator[Source]:
         """Parts of whole lines; a line longer than the limit is skipped, not kept."""
         limit, size = self.max_bytes, self.chunk_bytes
+        read = _trickle_reader(stream) or stream.read
         line = 1
         pending = b""
         skipping: tuple[int, int] | None = None  # (line, bytes so far) of an oversized line
@@ -224,7 +229,7 @@ class JsonLinesSource(Source):
         first = True
         while True:
             try:
-                block = stream.read(size)
+                block = read(size)
             except (OSError, EOFError, zlib.error) as exc:  # gzip: corrupt or cut short
                 reason = f"cannot read: {getattr(exc, 'strerror', None) or exc}"
                 yield _Rejects([Reject(origin, "", reason, kind="io", line=line)])
@@ -275,6 +280,37 @@ class JsonLinesSource(Source):
             yield JsonLinesPart(origin, line, pending, limit)
         if not seen_text:
             yield _Rejects([Reject(origin, "", "empty file: no JSON lines", kind="empty")])
+
+
+def _trickle_reader(stream: IO[bytes]) -> Callable[[int], bytes] | None:
+    """For a pipe or a terminal: a read that returns what has arrived, not a full part.
+
+    ``read(n)`` on a pipe waits for *n* bytes: a producer fed at 1,000 lines/s
+    would hold each line until a 1 MiB part is full (about a second). This read
+    takes what is there, and whatever more is already waiting up to *n* (so parts
+    stay large when the input streams fast). None for regular files and streams
+    without a file descriptor: a full read is right there.
+    """
+    try:
+        fd = stream.fileno()
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    read1 = getattr(stream, "read1", None)
+    if read1 is None:
+        return None
+
+    def read(size: int) -> bytes:
+        block: bytes = read1(size)
+        while block and len(block) < size and select.select([fd], [], [], 0)[0]:
+            more: bytes = read1(size - len(block))
+            if not more:  # end of input
+                break
+            block += more
+        return block
+
+    return read
 
 
 def _count_lines(stream: IO[bytes]) -> int:

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from newswire.publisher import Batch, Encoder
 from newswire.source import Document, Reject
 from producers.documents import MAX_ALIAS_NODES, DocumentSource, parse_document
+from producers.feeds import feed_documents, parse_feed
 from producers.jsonl import JsonLinesPart
-from tests.conftest import ARTICLES
+from tests.conftest import ARTICLES, FIXTURES
 
 GOOD_LINE = b'{"title": "Fine", "originalUrl": "https://e.com/fine-%d"}'
 #: The kinds a reject may have when the input is bad in a known way; "error" (an
@@ -352,3 +353,47 @@ def test_fuzz_json_lines_are_sent_or_rejected_and_never_disturb_the_others(
 def test_fuzz_any_front_matter_text_is_sent_or_rejected(text: str) -> None:
     item = parse_document("any.txt", front(text), max_bytes=1 << 20)
     check_batch(encode_all([item]), 1, 0)
+
+
+FEED_SEEDS = [
+    (FIXTURES / "feeds" / name).read_bytes() for name in ("rss091.xml", "rss-parser2_rss-1.rss")
+]
+FEED_TOKENS = [
+    b"<item>",
+    b"</item>",
+    b"<entry>",
+    b"<pubDate>Mon, 31 Feb 2021 99:99:99 GMT</pubDate>",
+    b"<link>javascript:x</link>",
+    b"<link>http://[::1</link>",
+    b"<![CDATA[",
+    b"&#0;",
+    b"&unknown;",
+    b'<media:content url="http://e.com/i.jpg" width="99999999999" />',
+    b"<?xml",
+    b"\x00",
+]
+
+
+@st.composite
+def mutated_feed(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(FEED_SEEDS)))
+    for _ in range(draw(st.integers(1, 5))):
+        at = draw(st.integers(0, len(data)))
+        token = draw(st.sampled_from(FEED_TOKENS) | st.binary(min_size=1, max_size=6))
+        if draw(st.booleans()):
+            data[at:at] = token
+        else:
+            del data[at : at + draw(st.integers(1, 60))]
+    return bytes(data)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(mutated_feed())
+def test_fuzz_feeds_every_entry_is_sent_or_rejected(data: bytes) -> None:
+    feed = parse_feed("fuzz.rss", data, max_bytes=1 << 20)
+    if isinstance(feed, Reject):
+        assert feed.reason.strip() and feed.kind not in UNEXPECTED
+        return
+    items = [item for _key, item in feed_documents(feed)]
+    assert len(items) == len(feed.entries)
+    check_batch(encode_all(items), len(items), 0)

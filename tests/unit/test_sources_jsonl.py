@@ -150,3 +150,34 @@ def test_a_directory_yields_its_json_lines_files(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_bytes(b"not for me")
     titles = sorted(d.fields["title"] for d in JsonLinesSource([tmp_path]))  # type: ignore[union-attr]
     assert titles == ["a", "b"]
+
+
+def test_a_pipe_yields_what_has_arrived_without_waiting_for_a_full_part() -> None:
+    """`newswire run -` fed at 1,000 lines/s must not hold lines until 1 MiB is in."""
+    import os
+    import threading
+
+    read_fd, write_fd = os.pipe()
+    reader = os.fdopen(read_fd, "rb")
+    writer = os.fdopen(write_fd, "wb", buffering=0)
+    thread = threading.Thread()
+    try:
+        source = JsonLinesSource(["-"], chunk_bytes=1024 * 1024, stdin=reader)
+        parts = source.split()
+        writer.write(line(title="first") + line(title="second"))
+        got: list[list[Document | Reject]] = []
+        thread = threading.Thread(target=lambda: got.append(list(next(parts))), daemon=True)
+        thread.start()
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the part waited for a full megabyte or the end of input"
+        assert [d.fields["title"] for d in got[0] if isinstance(d, Document)] == ["first", "second"]
+        writer.write(line(title="third"))
+        writer.close()
+        rest = [d.fields["title"] for part in parts for d in part if isinstance(d, Document)]
+        assert rest == ["third"]
+    finally:
+        if not writer.closed:  # first: the end of input releases a read still waiting
+            writer.close()
+        if thread.is_alive():
+            thread.join(timeout=10)
+        reader.close()
