@@ -135,7 +135,11 @@ class Runner:
                 serde=self.serde,
             )
         )
-        self.consumer.setup()
+        if not self._setup():  # stopped while waiting: nothing was set up, nothing to commit
+            self._kafka.close(leave=False)
+            self._producer.close(timeout_s=10)
+            log.info("%s: stopped before it was set up", self.consumer.name)
+            return
         self._kafka.subscribe(
             self.consumer.topics, on_assign=self._on_assign, on_revoke=self._on_revoke
         )
@@ -182,16 +186,77 @@ class Runner:
         finally:
             self._shutdown()
 
+    def _setup(self) -> bool:
+        """Set the consumer up; wait out an outage of what it needs (False: stopped meanwhile).
+
+        A dependency that is unreachable or restarting at start-up
+        (:class:`~newswire.errors.UnavailableError`) is waited for with capped
+        backoff, as a batch would; anything else (a ConfigError: no such
+        database…) propagates and stops the stage.
+        """
+        s = self.settings.runner
+        delay_ms = float(s.retry_backoff_ms)
+        while True:
+            try:
+                self.consumer.setup()
+                return True
+            except UnavailableError as exc:
+                self.metrics.unavailable.labels(self.consumer.name, self.consumer.topics[0]).set(1)
+                log.warning(
+                    "%s: %s; setting up again in %.1fs", self.consumer.name, exc, delay_ms / 1000
+                )
+            if self._stop.wait(delay_ms / 1000):
+                return False
+            delay_ms = min(delay_ms * 2, float(s.retry_backoff_max_ms))
+
     def _shutdown(self) -> None:
+        leave = True
         try:
+            self.commit_pending()
+            leave = self._finish_join()
             self.commit_pending()
         finally:
             if self._kafka is not None:
-                self._kafka.close(leave=True)
+                self._kafka.close(leave=leave)
             if self._producer is not None:
                 self._producer.close(timeout_s=10)
             self.consumer.close()
             log.info("%s: stopped", self.consumer.name)
+
+    def _finish_join(self) -> bool:
+        """Before leaving the group, let a join in flight complete; False if it did not.
+
+        A member that sends LeaveGroup while its JoinGroup is pending wedges the group
+        on Tansu 0.6 (it is made leader of the join it left; the others loop on
+        SyncGroup for minutes, DESIGN §6). So a stop during a rebalance polls on —
+        records fetched meanwhile are not handled, and not committed: the partition's
+        next owner reads them — until the join completes (the revoke callback commits
+        what is pending); then the member leaves. Apache Kafka needs none of this and
+        loses nothing by it: the wait is one join, bounded.
+        """
+        if self._kafka is None or not self._kafka.rebalancing():
+            return True
+        # A join lasts until every live member rejoined and dead ones timed out; 10 s
+        # leaves room for a loaded machine and stays within a supervisor's stop timeout
+        # (`newswire run` waits 15 s before SIGKILL).
+        bound_s = 10.0
+        deadline = time.monotonic() + bound_s
+        log.info("%s: stopping during a rebalance: finishing the join first", self.consumer.name)
+        while self._kafka.rebalancing():
+            if time.monotonic() > deadline:
+                log.warning(
+                    "%s: the join did not complete within %.0fs; closing without leaving "
+                    "(the group drops this member after its session timeout)",
+                    self.consumer.name,
+                    bound_s,
+                )
+                return False
+            try:
+                self._kafka.poll(0.1, 1)
+            except BrokerError as exc:
+                log.warning("%s: poll while finishing the join: %s", self.consumer.name, exc)
+                return False
+        return True
 
     # -- one batch ---------------------------------------------------------------------------
 

@@ -264,8 +264,10 @@ class Settings(BaseSettings):
     def environment(self) -> dict[str, str]:
         """These settings as ``NEWSWIRE_*`` variables (for a child process), secrets included."""
         found: dict[str, str] = {"NEWSWIRE_LOG_LEVEL": self.log_level}
-        for name in ("kafka", "producer", "runner", "metrics"):
-            found.update(_variables(name, getattr(self, name)))
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, BaseModel):  # every kernel section (kafka, serde, …)
+                found.update(_variables(name, value))
         for name, section in self._sections.items():
             found.update(_variables(name, section))
         return found
@@ -338,8 +340,11 @@ def _variables(name: str, section: BaseModel) -> dict[str, str]:
 
 # -- unknown variables -------------------------------------------------------------------------
 
-#: ``NEWSWIRE_*`` variables that are not settings but are read elsewhere (benchmarks, CI).
-NOT_SETTINGS = frozenset({"NEWSWIRE_BENCH_POSTGRES"})
+#: ``NEWSWIRE_*`` variables that are not settings but are read elsewhere: the benchmarks,
+#: the tests, docker-compose's interpolation of the follow service's feed.
+NOT_SETTINGS = frozenset(
+    {"NEWSWIRE_BENCH_POSTGRES", "NEWSWIRE_TEST_POSTGRES", "NEWSWIRE_FOLLOW_URL"}
+)
 
 
 def _model_variables(prefix: str, model: type[BaseModel]) -> dict[str, bool]:

@@ -23,9 +23,9 @@ ARTICLES = FIXTURES / "articles"
 SEED = ARTICLES / "000_e6160929f81e6bcd.txt"
 
 
-#: The Kafka clients every broker test runs on (``NEWSWIRE_TEST_CLIENTS`` narrows it).
+#: The Kafka clients every broker test runs on (``TEST_KAFKA_CLIENTS`` narrows it).
 KAFKA_CLIENTS = tuple(
-    os.environ.get("NEWSWIRE_TEST_CLIENTS", "kafka-python,confluent").replace(" ", "").split(",")
+    os.environ.get("TEST_KAFKA_CLIENTS", "kafka-python,confluent").replace(" ", "").split(",")
 )
 
 

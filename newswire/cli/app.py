@@ -8,7 +8,12 @@ from newswire.cli import articles, broker, consume, dlq, produce, run, schemas, 
 
 app = typer.Typer(
     name="newswire",
-    help="Streaming ingestion of news articles on Kafka: produce, dedup, enrich, store.",
+    help="Streaming ingestion of news articles on Kafka: produce, dedup, enrich, store.\n\n"
+    "Settings come from NEWSWIRE_<SECTION>__<FIELD> variables (kafka, producer, runner, "
+    "metrics); each consumer, source or store plug-in reads its own from "
+    "NEWSWIRE_<NAME>__<FIELD> (NEWSWIRE_STORE__URL, NEWSWIRE_DEDUP__STATE_URL, "
+    "NEWSWIRE_SQLITE__SYNCHRONOUS…); options override them, and an unknown NEWSWIRE_* "
+    "variable is reported at start-up.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

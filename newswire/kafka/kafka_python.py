@@ -273,8 +273,11 @@ class KafkaPythonConsumer:
         return None if high is None else int(high)
 
     def rebalancing(self) -> bool:
+        # A JoinGroup in flight, or one about to be sent (a heartbeat saw the rebalance).
         coordinator = getattr(self._consumer, "_coordinator", None)
-        return bool(coordinator is not None and coordinator.rebalance_in_progress())
+        if coordinator is None or not self._consumer.subscription():
+            return False
+        return bool(coordinator.rebalance_in_progress() or coordinator.need_rejoin())
 
     def close(self, *, leave: bool = True) -> None:
         if not leave:

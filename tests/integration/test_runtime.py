@@ -73,6 +73,7 @@ def test_plugin_from_the_example_package_runs_via_newswire_consume(
     settings: Settings, pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alerts = tmp_path / "alerts.jsonl"
+    # The plug-in's own settings section, NEWSWIRE_KEYWORDS__*, reaches its process.
     monkeypatch.setenv("NEWSWIRE_KEYWORDS__WORDS", '["facial recognition"]')
     monkeypatch.setenv("NEWSWIRE_KEYWORDS__OUT", str(alerts))
     pipeline.start()

@@ -142,3 +142,32 @@ def test_the_runtime_stops_on_a_config_error_instead_of_dead_lettering() -> None
 )
 def test_what_is_fatal_and_what_is_an_outage(message: str, fatal: bool) -> None:
     assert is_fatal(psycopg.OperationalError(message)) is fatal
+
+
+class _LateDependency(Consumer):
+    """Its database is unreachable for the first two set-ups."""
+
+    name = "late"
+    topics = ("articles.enriched",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+        self.seen: list[str] = []
+
+    def setup(self) -> None:
+        self.attempts += 1
+        if self.attempts < 3:
+            raise UnavailableError("db.example is unavailable: connection refused")
+
+    def handle(self, article: object) -> None:
+        self.seen.append(article.id)  # type: ignore[attr-defined]
+
+
+def test_an_outage_at_set_up_is_waited_out_not_a_crash() -> None:
+    article = EnrichedArticle.model_validate({"title": "t", "originalUrl": "https://e.com/a"})
+    consumer = _LateDependency()
+    result = run_consumer(consumer, [article])
+    assert consumer.attempts == 3
+    assert consumer.seen == [article.id]
+    assert result.dead_letters == []

@@ -147,3 +147,13 @@ def test_a_source_gets_its_own_settings_section(
     (source,) = build_sources([str(path)], Settings(), fmt="jsonl")
     assert isinstance(source.config, ExampleSettings)
     assert source.config.limit == 5
+
+
+def test_every_variable_the_shipped_files_set_is_a_setting() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    text = "".join((root / name).read_text() for name in ("docker-compose.yml", "Dockerfile"))
+    names = set(re.findall(r"NEWSWIRE_[A-Z0-9_]+", text))
+    assert names, "the compose file sets newswire's settings"
+    assert unknown_variables(dict.fromkeys(names, "x")) == []
