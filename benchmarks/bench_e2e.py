@@ -35,12 +35,13 @@ lost:
    first ``--warmup`` seconds of articles are excluded (first batches).
 
 ``--profile LABEL,…`` (``run``, ``producer workers``, ``dedup``, ``enrich``,
-``store``; the broker is not Python) also records
-each such process of the throughput run with py-spy (``--nonblocking``, 100
-Hz; py-spy is in the ``bench`` extra: ``make bench-venv``, or on PATH) and
-prints its top functions by own and by inclusive samples. Profiling costs the
-profiled processes little but it shares the two cores: compare CPU figures of
-unprofiled runs.
+``store``; the broker is not Python) also records each such process of the
+throughput run with py-spy (``--nonblocking --gil``: only the thread holding
+the GIL, a proxy for Python CPU time; 100 Hz; py-spy is in the ``bench``
+extra: ``make bench-venv``, or on PATH) and prints its top functions by own
+and by inclusive samples, leaving out the samples taken while importing.
+Profiling costs the profiled processes little but it shares the two cores:
+compare CPU figures of unprofiled runs.
 
     .venv/bin/python benchmarks/bench_e2e.py [--articles 50000] [--paced 10000] [--rate 1000]
         [--warmup 1] [--workers N] [--profile LABELS] [--json]
@@ -318,6 +319,7 @@ class Profiler:
                 "--rate",
                 "100",
                 "--nonblocking",
+                "--gil",
                 "--format",
                 "raw",
                 "--output",

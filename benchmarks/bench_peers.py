@@ -206,7 +206,8 @@ def run_newswire(job: str, args: argparse.Namespace, workdir: Path) -> dict[str,
     consumer = type(cls.__name__, (cls,), {"group": property(lambda _self: group)})()
     name = consumer.name
     registry = CollectorRegistry()
-    runner = Runner(consumer, s, registry=registry)
+    # As `newswire consume` runs a stage (the GC tuned after setup), unless --no-tune-gc.
+    runner = Runner(consumer, s, registry=registry, tune_gc=not args.no_tune_gc)
     marks: dict[str, float] = {}
     runner.clients = _MarkedClients(runner.clients, marks)
     labels = {"consumer": name, "topic": JOBS[job].topic}
@@ -503,6 +504,8 @@ def run_child(job: str, args: argparse.Namespace, bootstrap: str, workdir: Path)
     ]
     if job == "store-postgres":
         cmd += ["--store-url", args.pg_url]
+    if args.no_tune_gc:
+        cmd.append("--no-tune-gc")
     log_path = jobdir / "child.log"
     with log_path.open("wb") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -554,6 +557,11 @@ def main(argv: list[str] | None = None) -> int:
         "--postgres",
         default=DEFAULT_POSTGRES,
         help="PostgreSQL URL for store-postgres ('' skips it)",
+    )
+    parser.add_argument(
+        "--no-tune-gc",
+        action="store_true",
+        help="newswire jobs: leave the GC as it is (`newswire consume` tunes it after setup)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     # The child's arguments (one job in its own process).

@@ -779,6 +779,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile-limit", type=int, default=30)
     parser.add_argument(
+        "--tune-gc",
+        action="store_true",
+        help="tune the GC as `newswire consume` does (newswire.process.tune_gc), once the "
+        "records are built: for the baseline and the stages alike",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=3,
@@ -799,6 +805,10 @@ def main(argv: list[str] | None = None) -> int:
     if sizes:
         need.append("dedup")
     data = build_dataset(args.articles, serde, need)
+    if args.tune_gc:
+        from newswire.process import tune_gc
+
+        tune_gc()
     reports: list[StageReport] = []
     errors: dict[str, str] = {}
     for stage in stages:

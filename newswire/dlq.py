@@ -15,23 +15,27 @@ where it came from and why it failed (all values UTF-8 text)::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from newswire.errors import BrokerError
-from newswire.kafka import Clients, ConsumerClient, Delivery, TopicPartition, open_clients
+from newswire.kafka import Clients, ConsumerClient, Delivery, Record, TopicPartition, open_clients
 from newswire.settings import KafkaSettings, ProducerSettings
-from newswire.topics import DLQ
+from newswire.topics import DLQ, DLQ_REPLAYED
 
 __all__ = [
     "REPLAYED_HEADER",
     "DeadLetter",
+    "Positioned",
     "ReplayResult",
     "dlq_headers",
     "read_dead_letters",
     "replay",
+    "replayed_letters",
 ]
 
 #: Header of a replayed record: ``stage:error class:attempts`` of the letter.
@@ -100,6 +104,37 @@ class DeadLetter:
         )
 
 
+#: A letter with its place on the DLQ: ``(partition, offset, letter)``.
+Positioned = tuple[int, int, DeadLetter]
+
+
+def _read_topic(
+    topic: str, clients: Clients, role: str, timeout_s: float
+) -> list[tuple[int, int, Record]]:
+    """Every record of *topic* as ``(partition, offset, record)``, from the beginning, read
+    without a consumer group (nothing is committed)."""
+    consumer = clients.consumer(None, role)
+    try:
+        assigned = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for(topic))]
+        if not assigned:
+            return []
+        consumer.assign(assigned)
+        found: list[tuple[int, int, Record]] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for records in consumer.poll(0.2, 10_000).values():
+                found.extend((r.partition, r.offset, r) for r in records)
+            if all(_at_end(consumer, tp) for tp in assigned):
+                break
+        else:
+            raise BrokerError(
+                f"could not read topic={topic!r} to its end within {timeout_s}s", topic=topic
+            )
+        return sorted(found, key=lambda item: (item[0], item[1]))
+    finally:
+        consumer.close()
+
+
 def read_dead_letters(
     kafka: KafkaSettings, *, timeout_s: float = 10.0, clients: Clients | None = None
 ) -> list[tuple[int, int, DeadLetter]]:
@@ -107,29 +142,24 @@ def read_dead_letters(
 
     Reads without a consumer group (nothing is committed): listing has no side effect.
     """
-    consumer = (clients or open_clients(kafka)).consumer(None, "dlq-reader")
-    try:
-        assigned = [TopicPartition(DLQ, p) for p in sorted(consumer.partitions_for(DLQ))]
-        if not assigned:
-            return []
-        consumer.assign(assigned)
-        letters: list[tuple[int, int, DeadLetter]] = []
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for records in consumer.poll(0.2, 10_000).values():
-                letters.extend(
-                    (
-                        r.partition,
-                        r.offset,
-                        DeadLetter.from_record(r.key, r.value or b"", r.headers),
-                    )
-                    for r in records
-                )
-            if all(_at_end(consumer, tp) for tp in assigned):
-                break
-        return sorted(letters, key=lambda item: (item[0], item[1]))
-    finally:
-        consumer.close()
+    records = _read_topic(DLQ, clients or open_clients(kafka), "dlq-reader", timeout_s)
+    return [(p, o, DeadLetter.from_record(r.key, r.value or b"", r.headers)) for p, o, r in records]
+
+
+def replayed_letters(
+    kafka: KafkaSettings, *, timeout_s: float = 10.0, clients: Clients | None = None
+) -> set[tuple[int, int]]:
+    """The DLQ positions ``(partition, offset)`` already replayed (read from
+    :data:`~newswire.topics.DLQ_REPLAYED`)."""
+    records = _read_topic(
+        DLQ_REPLAYED, clients or open_clients(kafka), "dlq-replayed-reader", timeout_s
+    )
+    done = set()
+    for _, _, record in records:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            mark = json.loads(record.value or b"")
+            done.add((int(mark["partition"]), int(mark["offset"])))
+    return done
 
 
 def _at_end(consumer: ConsumerClient, tp: TopicPartition) -> bool:
@@ -142,34 +172,55 @@ def _at_end(consumer: ConsumerClient, tp: TopicPartition) -> bool:
 
 @dataclass
 class ReplayResult:
-    """What a replay did, letter by letter."""
+    """What a replay did, letter by letter (each ``(dlq partition, dlq offset, letter)``)."""
 
-    acknowledged: list[DeadLetter] = field(default_factory=list)
-    #: Letters the broker did not acknowledge, with the reason.
-    failed: list[tuple[DeadLetter, BaseException]] = field(default_factory=list)
+    acknowledged: list[Positioned] = field(default_factory=list)
+    #: Letters the broker did not acknowledge, with the reason (not marked: a later
+    #: replay sends them).
+    failed: list[tuple[Positioned, BaseException]] = field(default_factory=list)
+    #: Letters replayed by an earlier replay (not sent again unless ``again``).
+    already: list[Positioned] = field(default_factory=list)
     #: Letters without a source topic (not written by newswire): left on the DLQ.
-    skipped: list[DeadLetter] = field(default_factory=list)
+    skipped: list[Positioned] = field(default_factory=list)
+    #: Acknowledged letters whose replayed-mark was not acknowledged (a later replay
+    #: would send them again: harmless, dedup and the store are idempotent).
+    unmarked: list[Positioned] = field(default_factory=list)
 
 
 def replay(
     kafka: KafkaSettings,
     producer_settings: ProducerSettings,
-    letters: Iterable[DeadLetter],
+    letters: Iterable[Positioned],
     *,
+    again: bool = False,
     clients: Clients | None = None,
 ) -> ReplayResult:
-    """Send *letters* back to their source topics, original key and bytes.
+    """Send *letters* back to their source topics (original key and bytes), once.
 
-    Each replayed record carries ``newswire.replayed`` (the stage and attempts it
-    failed with). The result says exactly which letters the broker acknowledged.
+    Each replayed record carries ``newswire.replayed`` (the stage, error class and
+    attempts it failed with). A letter the broker acknowledged is then marked on
+    ``articles.dlq.replayed`` (its DLQ partition and offset), and later replays skip
+    it unless *again*. The result says exactly which letters were acknowledged.
     """
-    producer = (clients or open_clients(kafka, producer_settings)).producer("dlq-replay")
-    result = ReplayResult()
-    sent: list[tuple[DeadLetter, Delivery]] = []
+    clients = clients or open_clients(kafka, producer_settings)
+    admin = clients.admin()
     try:
-        for letter in letters:
+        admin.create_topics([DLQ_REPLAYED], kafka.partitions, kafka.replication_factor)
+    finally:
+        admin.close()
+    done = set() if again else replayed_letters(kafka, clients=clients)
+    producer = clients.producer("dlq-replay")
+    result = ReplayResult()
+    sent: list[tuple[Positioned, Delivery]] = []
+    marks: list[tuple[Positioned, Delivery]] = []
+    try:
+        for item in letters:
+            partition, offset, letter = item
             if not letter.source_topic:
-                result.skipped.append(letter)
+                result.skipped.append(item)
+                continue
+            if (partition, offset) in done:
+                result.already.append(item)
                 continue
             note = f"{letter.stage}:{letter.error_class}:{letter.attempts}".encode()
             try:
@@ -180,15 +231,27 @@ def replay(
                     headers=[(REPLAYED_HEADER, note)],
                 )
             except BrokerError as exc:
-                result.failed.append((letter, exc))
+                result.failed.append((item, exc))
                 continue
-            sent.append((letter, delivery))
+            sent.append((item, delivery))
         producer.flush()  # every delivery is now acknowledged, refused or timed out
+        for item, delivery in sent:
+            if delivery.acknowledged():
+                result.acknowledged.append(item)
+                mark = {
+                    "partition": item[0],
+                    "offset": item[1],
+                    "topic": item[2].source_topic,
+                    "replayed_at": dt.datetime.now(dt.UTC).isoformat(),
+                }
+                key = f"{item[0]}:{item[1]}".encode()
+                marks.append(
+                    (item, producer.produce(DLQ_REPLAYED, json.dumps(mark).encode(), key=key))
+                )
+            else:
+                result.failed.append((item, delivery.error or BrokerError("not acknowledged")))
+        producer.flush()
+        result.unmarked = [item for item, delivery in marks if not delivery.acknowledged()]
     finally:
         producer.close(timeout_s=10)
-    for letter, delivery in sent:
-        if delivery.acknowledged():
-            result.acknowledged.append(letter)
-        else:
-            result.failed.append((letter, delivery.error or BrokerError("not acknowledged")))
     return result

@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
 
+from newswire import process
 from newswire.consumer import Consumer, Context, Event, Skip
 from newswire.dlq import dlq_headers
 from newswire.errors import BrokerError, ConfigError, SerdeError, UnavailableError
@@ -82,8 +83,12 @@ class Runner:
         registry: CollectorRegistry | None = None,
         serde: Serde | None = None,
         clients: Clients | None = None,
+        tune_gc: bool = False,
     ) -> None:
         self.consumer = consumer
+        #: Freeze the heap after setup and collect young objects less often (a stage
+        #: process: ``newswire consume``), see :mod:`newswire.process`.
+        self.tune_gc = tune_gc
         self.clients = clients or open_clients(settings.kafka, settings.producer)
         self.settings = settings
         self.registry = registry or CollectorRegistry()
@@ -140,6 +145,8 @@ class Runner:
             self._producer.close(timeout_s=10)
             log.info("%s: stopped before it was set up", self.consumer.name)
             return
+        if self.tune_gc:
+            process.tune_gc()
         self._kafka.subscribe(
             self.consumer.topics, on_assign=self._on_assign, on_revoke=self._on_revoke
         )

@@ -69,6 +69,12 @@ class KafkaSettings(BaseModel):
     flush_timeout_s: float = Field(
         60.0, gt=0, description="Longest wait for acknowledgements at a flush."
     )
+    timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest wait for the broker in a command (connect, metadata, admin "
+        "requests): an unreachable broker is reported after this long.",
+    )
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None

@@ -7,13 +7,24 @@ import logging
 from newswire.kafka import open_clients
 from newswire.settings import KafkaSettings
 
-__all__ = ["ALL_TOPICS", "DLQ", "DUPLICATES", "ENRICHED", "RAW", "UNIQUE", "ensure_topics"]
+__all__ = [
+    "ALL_TOPICS",
+    "DLQ",
+    "DLQ_REPLAYED",
+    "DUPLICATES",
+    "ENRICHED",
+    "RAW",
+    "UNIQUE",
+    "ensure_topics",
+]
 
 RAW = "articles.raw"
 UNIQUE = "articles.unique"
 DUPLICATES = "articles.duplicates"
 ENRICHED = "articles.enriched"
 DLQ = "articles.dlq"
+#: One record per replayed dead letter (its DLQ partition and offset): replays are once-only.
+DLQ_REPLAYED = "articles.dlq.replayed"
 ALL_TOPICS = (RAW, UNIQUE, DUPLICATES, ENRICHED, DLQ)
 
 log = logging.getLogger(__name__)

@@ -52,7 +52,7 @@ def consume(
                 port=port,
                 bootstrap=settings.kafka.bootstrap,
             )
-        runner = Runner(consumer, settings, registry=registry)
+        runner = Runner(consumer, settings, registry=registry, tune_gc=True)
         runner.install_signal_handlers()
         runner.run()
     except NewswireError as exc:

@@ -32,16 +32,16 @@ Registry = Annotated[
     str | None,
     typer.Option(
         "--registry",
-        help="Schema registry URL [env NEWSWIRE_SERDE__REGISTRY_URL; credentials from "
-        "NEWSWIRE_SERDE__REGISTRY_AUTH].",
+        help="Schema registry URL (default: env NEWSWIRE_SERDE__REGISTRY_URL; credentials "
+        "from NEWSWIRE_SERDE__REGISTRY_AUTH).",
     ),
 ]
 Topics = Annotated[
     list[str] | None,
     typer.Option(
         "--topic",
-        help="TOPIC=RECORD, e.g. articles.scored=acme.Scored (repeatable) "
-        "[default: the pipeline's topics and records].",
+        help="TOPIC=RECORD, e.g. articles.scored=acme.Scored, repeatable (default: the "
+        "pipeline's four topics and their records).",
     ),
 ]
 
@@ -90,10 +90,14 @@ def schemas_list(directory: Directory = None) -> None:
 def schemas_check(
     directory: Directory = None, registry: Registry = None, topic: Topics = None
 ) -> None:
-    """Check each current schema against its earlier versions (schemas/history/<record>/*.avsc):
-    only fully compatible changes are allowed (new fields with defaults). With --registry,
-    also ask the registry whether each may be registered under <topic>-value (its
-    compatibility endpoint, against the subject's latest version)."""
+    """Check the schemas: locally against their history, and with --registry by the registry.
+
+    Each current schema is checked against its earlier versions
+    (schemas/history/<record>/*.avsc): only fully compatible changes are allowed (new
+    fields with defaults). With --registry, the registry's compatibility endpoint also
+    says whether each may be registered under <topic>-value (against the subject's
+    latest version). Exit 3 if anything is incompatible.
+    """
     try:
         store = SchemaStore.from_dir(directory)
     except NewswireError as exc:
@@ -131,9 +135,12 @@ def schemas_check(
 def schemas_register(
     directory: Directory = None, registry: Registry = None, topic: Topics = None
 ) -> None:
-    """Register each current schema under <topic>-value of the topics it is written to
-    (idempotent: an already registered schema keeps its id). The stages also register on
-    first use; this does it ahead of time, e.g. for NEWSWIRE_SERDE__REGISTRY_AUTO_REGISTER=false."""
+    """Register the current schemas in the registry, under <topic>-value.
+
+    Each schema goes under the subject of every topic it is written to (idempotent: a
+    registered schema keeps its id). The stages also register on first use; this does
+    it ahead of time, e.g. for NEWSWIRE_SERDE__REGISTRY_AUTO_REGISTER=false.
+    """
     try:
         serde = _registry(registry, directory)
         table = Table("subject", "record", "schema id")

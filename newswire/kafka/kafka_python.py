@@ -98,6 +98,8 @@ class KafkaPythonProducer:
                 batch_size=producer.batch_size,
                 max_request_size=producer.max_request_size,
                 retries=2**31 - 1,
+                # send() blocks this long at most for metadata or buffer space.
+                max_block_ms=int(kafka.timeout_s * 1000),
             )
         except kerrors.KafkaError as exc:
             raise _broker_error(exc, f"cannot connect a producer to {kafka.bootstrap}") from exc
@@ -165,7 +167,14 @@ class KafkaPythonProducer:
 
     def close(self, timeout_s: float = 10.0) -> list[_Delivery]:
         failed = self.flush(timeout_s)
-        self._producer.close(timeout=timeout_s)
+        # The flush waited already: what is still queued is reported failed and dropped,
+        # rather than sent later behind the caller's back. kafka-python's close() flushes
+        # once more and raises if anything is left, so the leftovers are aborted first.
+        accumulator = getattr(self._producer, "_accumulator", None)
+        if accumulator is not None and accumulator.has_incomplete:
+            accumulator.abort_batches(kerrors.KafkaTimeoutError("abandoned at close"))
+        with contextlib.suppress(kerrors.KafkaError):
+            self._producer.close(timeout=0)
         return failed
 
 
@@ -298,7 +307,9 @@ class KafkaPythonAdmin:
     def __init__(self, kafka: KafkaSettings) -> None:
         self._bootstrap = kafka.bootstrap
         try:
-            self._admin = KafkaAdminClient(**connection_config(kafka, "admin"))
+            self._admin = KafkaAdminClient(
+                **connection_config(kafka, "admin"), request_timeout_ms=int(kafka.timeout_s * 1000)
+            )
         except kerrors.KafkaError as exc:
             raise _broker_error(exc, f"cannot reach the broker at {kafka.bootstrap}") from exc
 

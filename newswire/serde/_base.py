@@ -58,7 +58,7 @@ class Serde(Protocol):
     **Projected decode**, for stages that read a few fields: ``serde.decode(
     data, fields=FIELDS)`` with a module-level tuple ``FIELDS = ("id",
     "canonical_url", "title", "body")`` returns a dict of only those fields,
-    about twice as fast as a full decode of an article (fastavro skips the
+    2.5-3x cheaper than a full decode of an article (fastavro skips the
     rest; the reader schema is built once per writer and *fields*). A consumer
     gets it from the runtime by declaring ``fields = FIELDS`` on its class:
     ``event.record`` then holds only those fields (``event.value`` is still
@@ -122,7 +122,8 @@ class RecordEncoder:
     parsed: Any = field(repr=False)
 
     def __call__(self, record: Mapping[str, Any] | BaseModel) -> bytes:
-        if isinstance(record, BaseModel):
+        # type() first: isinstance() through pydantic's metaclass costs ~0.24 µs, this 0.03.
+        if type(record) is not dict and isinstance(record, BaseModel):
             record = record.model_dump()
         out = io.BytesIO()
         out.write(self.header)

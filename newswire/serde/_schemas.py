@@ -19,12 +19,14 @@ import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from newswire.errors import SerdeError, UnknownSchemaError
+from newswire.model import SCHEMA_NAMES, Article, EnrichedArticle, Sighting
 
 __all__ = ["ARTICLE", "ENRICHED_ARTICLE", "SIGHTING", "Schema", "SchemaStore", "schemas_dir"]
 
-ARTICLE = "newswire.Article"
-ENRICHED_ARTICLE = "newswire.EnrichedArticle"
-SIGHTING = "newswire.Sighting"
+# The record names come from the one model → schema map (newswire.model.SCHEMA_NAMES).
+ARTICLE = SCHEMA_NAMES[Article]
+ENRICHED_ARTICLE = SCHEMA_NAMES[EnrichedArticle]
+SIGHTING = SCHEMA_NAMES[Sighting]
 
 
 def schemas_dir() -> Path:

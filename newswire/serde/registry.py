@@ -157,7 +157,7 @@ class RegistrySerde(AvroSerde):
 
     def _writer(self, data: bytes) -> Writer:
         writer = self._by_id.get(data[1:5])
-        if writer is not None and data[:1] == MAGIC:
+        if writer is not None and data[0] == 0:  # found: so at least 5 bytes long
             return writer
         if len(data) < self.header_len or data[:1] != MAGIC:
             raise SerdeError(

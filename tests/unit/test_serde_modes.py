@@ -350,3 +350,14 @@ def test_a_consumer_declaring_fields_gets_only_those_and_latency_still_counts(mo
         "newswire_consumer_end_to_end_seconds_count", consumer="title-lengths", topic=RAW
     )
     assert observed == 3
+
+
+def test_the_serde_section_reaches_child_processes() -> None:
+    settings = Settings()
+    settings.serde.mode = "registry"
+    settings.serde.registry_url = "http://registry.example:8081"
+    settings.serde.registry_auth = SecretStr("ops:pw")
+    env = settings.environment()
+    assert env["NEWSWIRE_SERDE__MODE"] == "registry"
+    assert env["NEWSWIRE_SERDE__REGISTRY_URL"] == "http://registry.example:8081"
+    assert env["NEWSWIRE_SERDE__REGISTRY_AUTH"] == "ops:pw"

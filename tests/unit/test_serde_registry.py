@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +29,14 @@ from confluent_kafka.schema_registry._sync.mock_schema_registry_client import (
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from newswire import Consumer, Event
 from newswire.errors import RegistryError, SerdeError, UnavailableError, UnknownSchemaError
+from newswire.runner import Runner
 from newswire.serde import ARTICLE, SchemaStore, SingleObjectSerde
 from newswire.serde.registry import RegistrySerde, redact, subject
+from newswire.settings import Settings
+from newswire.testing import MemoryBroker, run_consumer
+from newswire.topics import DLQ
 from tests.unit.registry_http import Registry, serving
 from tests.unit.support import record
 
@@ -247,3 +254,50 @@ def test_lookup_only_mode_does_not_register() -> None:
         serde.encode(ARTICLE, record(), topic=RAW)
     client.register_schema(subject(RAW), RegistrySchema(serde.store.get(ARTICLE).text, "AVRO"))
     assert serde.decode(serde.encode(ARTICLE, record(), topic=RAW))[0] == ARTICLE
+
+
+# -- in the runtime ---------------------------------------------------------------------------
+
+
+class Forward(Consumer):
+    name = "forward"
+    topics = (RAW,)
+
+    def handle_event(self, event: Event) -> None:
+        self.emit("articles.out", event.value, key=event.key)
+
+
+def test_the_runtime_dead_letters_a_record_of_an_unknown_schema_id() -> None:
+    serde = RegistrySerde(client=mock_client())
+    good = serde.encode(ARTICLE, record(), topic=RAW)
+    forged = b"\x00" + (999).to_bytes(4, "big") + good[5:]
+    result = run_consumer(Forward(), [forged, good], serde=serde)
+    (letter,) = result.dead_letters
+    assert letter.error_class == "UnknownSchemaError"
+    assert "schema id 999" in letter.error_message
+    assert [e.value.id for e in result.emitted] == [record()["id"]]
+
+
+def test_the_runtime_retries_a_batch_while_the_registry_is_unreachable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serde = RegistrySerde(url=f"http://127.0.0.1:{port}", retries=0, timeout_s=1)
+    broker = MemoryBroker()
+    broker.append(RAW, b"\x00\x00\x00\x00\x07" + b"\x00" * 16)
+    settings = Settings()
+    settings.runner.retry_backoff_ms = 10
+    runner = Runner(Forward(), settings, clients=broker, serde=serde)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        retried = runner.registry.get_sample_value(
+            "newswire_consumer_records_in_total", {"consumer": "forward", "topic": RAW}
+        )
+    finally:
+        runner.stop()
+        thread.join(10)
+    assert DLQ not in broker.topics or not any(broker.topics[DLQ])  # not the record's fault
+    assert broker.committed.get("newswire.forward", {}) == {}  # nothing committed meanwhile
+    assert retried is None  # never counted as processed
