@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -16,17 +17,33 @@ from newswire.settings import Settings, unknown_variables
 
 __all__ = [
     "EXIT_FAILED",
+    "EXIT_OK",
     "EXIT_REJECTED",
+    "EXIT_STATUS_HELP",
+    "EXIT_USAGE",
     "Bootstrap",
     "console",
     "fail",
     "load_settings",
     "out",
+    "print_json",
     "raise_on_sigterm",
+    "usage_error",
 ]
 
+#: Width of stdout when it is not a terminal: rich would squeeze tables to 80 columns
+#: (cut names, wrapped rows); piped, a row stays one line however long. COLUMNS still wins.
+PIPED_WIDTH = 10_000
+
+
+def _stdout_width() -> int | None:
+    if "COLUMNS" in os.environ or sys.stdout.isatty():
+        return None  # rich's own choice: COLUMNS, else the terminal's width
+    return PIPED_WIDTH
+
+
 console = Console(stderr=True)
-out = Console()
+out = Console(width=_stdout_width())
 
 Bootstrap = Annotated[
     str | None,
@@ -35,9 +52,17 @@ Bootstrap = Annotated[
     ),
 ]
 
-# Exit statuses.
+# Exit statuses: one rule for every command (EXIT_STATUS_HELP, README's CLI section).
+EXIT_OK = 0
 EXIT_REJECTED = 1
+EXIT_USAGE = 2  # click's own status for a usage error
 EXIT_FAILED = 3
+
+#: The epilog of every command's --help.
+EXIT_STATUS_HELP = (
+    "Exit status: 0 all done; 1 some input rejected or records dead-lettered "
+    "(articles show: no such article); 2 usage error; 3 failure."
+)
 
 
 def load_settings(bootstrap: str | None = None, **overrides: Any) -> Settings:
@@ -76,8 +101,19 @@ def warn_unknown_variables() -> None:
 
 
 def fail(exc: NewswireError) -> typer.Exit:
+    """Print *exc* as one ``error:`` line; the Exit (status 3) for the caller to raise."""
     console.print(f"[red]error:[/red] {exc}")
     return typer.Exit(EXIT_FAILED)
+
+
+def usage_error(message: str, option: str | None = None) -> NoReturn:
+    """Options that contradict each other or are missing: a usage message, exit status 2."""
+    raise typer.BadParameter(message, param_hint=option)
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout (``json.load`` reads it whole): no markup, no wrapping."""
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
 def raise_on_sigterm() -> None:

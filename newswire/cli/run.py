@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import json
 import sys
 import tempfile
@@ -15,7 +13,16 @@ import typer
 from prometheus_client import CollectorRegistry
 from rich.table import Table
 
-from newswire.cli.common import fail, load_settings, out, raise_on_sigterm
+from newswire.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    fail,
+    load_settings,
+    out,
+    raise_on_sigterm,
+    usage_error,
+)
 from newswire.cli.produce import (
     AUTO,
     Every,
@@ -29,13 +36,13 @@ from newswire.cli.produce import (
     publish,
     quiet_http_logs,
 )
-from newswire.errors import ConfigError, NewswireError
+from newswire.errors import NewswireError
 from newswire.publisher import Publisher, PublishSummary
 from newswire.settings import Settings
 from newswire.source import RejectsFile
 
 if TYPE_CHECKING:
-    from newswire.pipeline import Pipeline
+    from newswire.pipeline import Pipeline, RunReport
 
 
 def run(
@@ -84,11 +91,13 @@ def run(
     NAME=N adds instances, or a plug-in consumer. With --until-idle the summary
     accounts for every document: read = rejected + each stage's outcomes +
     dead-lettered. With --follow the feeds are polled until Ctrl-C, after PATHS.
+    The exit status is 1 when documents were rejected or (--until-idle) records
+    dead-lettered, 3 when some could not be sent.
     """
     from newswire.pipeline import Pipeline, parse_scale
 
     if follow and until_idle:
-        raise fail(ConfigError("--follow never goes idle: use it without --until-idle"))
+        usage_error("--follow never goes idle: use it without --until-idle", "--follow")
     try:
         settings = load_settings(
             store__url=store,
@@ -105,6 +114,7 @@ def run(
         settings.kafka.heartbeat_interval_ms = 500
     raise_on_sigterm()
     started = time.perf_counter()
+    status = EXIT_OK
     with tempfile.TemporaryDirectory(prefix="newswire-run-") as tmp:
         work = workdir or Path(tmp)
         if not bootstrap:
@@ -140,15 +150,17 @@ def run(
                         publisher.close()
                         rejects_file.close()
                     print_produce_summary(summary, rejects_file)
+                status = _exit_status(summary.rejected, summary.failed, dead_lettered=0)
                 if until_idle:
                     pipeline.wait_until_idle(summary.sent, timeout_s=timeout)
-                    _print_run_summary(
+                    report = _print_run_summary(
                         pipeline,
                         summary,
                         time.perf_counter() - started,
                         embedded=not bootstrap,
                         dlq_out=dlq_out,
                     )
+                    status = _exit_status(report.rejected, report.failed, report.dead_lettered)
                 else:
                     out.print("running; Ctrl-C stops")
                     while True:
@@ -158,6 +170,15 @@ def run(
             out.print("stopping")
         except NewswireError as exc:
             raise fail(exc) from exc
+    if status != EXIT_OK:
+        raise typer.Exit(status)
+
+
+def _exit_status(rejected: int, failed: int, dead_lettered: int) -> int:
+    """3 when documents could not be sent, 1 when some were rejected or dead-lettered."""
+    if failed:
+        return EXIT_FAILED
+    return EXIT_REJECTED if rejected or dead_lettered else EXIT_OK
 
 
 def _serve_producer_metrics(settings: Settings, registry: CollectorRegistry) -> str | None:
@@ -206,7 +227,7 @@ def _print_run_summary(
     *,
     embedded: bool,
     dlq_out: Path,
-) -> None:
+) -> RunReport:
     """The run in numbers that add up: each stage's outcomes, the dead letters and where."""
     report = pipeline.report(
         read=summary.read, rejected=summary.rejected, failed=summary.failed, sent=summary.sent
@@ -240,6 +261,11 @@ def _print_run_summary(
     table.add_row("elapsed", f"{elapsed:.1f}s")
     table.add_row("rate", f"{summary.read / elapsed:,.0f} documents/s" if elapsed else "-")
     out.print(table)
+    if report.rejected or dead:
+        why = [f"{report.rejected} document(s) rejected"] if report.rejected else []
+        why += [f"{dead} record(s) dead-lettered"] if dead else []
+        out.print(f"exit status 1: {' and '.join(why)} (see above)")
+    return report
 
 
 def _keep_dead_letters(pipeline: Pipeline, embedded: bool, path: Path) -> str:
@@ -249,6 +275,7 @@ def _keep_dead_letters(pipeline: Pipeline, embedded: bool, path: Path) -> str:
     its letters are written out first, one JSON object a line (``key`` and
     ``value`` base64, the error headers as fields), before it goes.
     """
+    from newswire.cli.dlq import letter_record
     from newswire.dlq import read_dead_letters
     from newswire.topics import DLQ
 
@@ -258,12 +285,6 @@ def _keep_dead_letters(pipeline: Pipeline, embedded: bool, path: Path) -> str:
     letters = read_dead_letters(pipeline.settings.kafka)
     with path.open("a", encoding="utf-8") as f:
         for partition, offset, letter in letters:
-            record = {
-                **dataclasses.asdict(letter),
-                "dlq_partition": partition,
-                "dlq_offset": offset,
-                "key": base64.b64encode(letter.key).decode() if letter.key is not None else None,
-                "value": base64.b64encode(letter.value).decode(),
-            }
+            record = letter_record(partition, offset, letter, payload=True)
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     return f"{len(letters)} appended to {path} (the embedded broker is memory-only)"
