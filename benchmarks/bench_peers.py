@@ -205,18 +205,9 @@ def run_newswire(job: str, args: argparse.Namespace, workdir: Path) -> dict[str,
     group = f"newswire.bench.{job}.{uuid.uuid4().hex[:6]}"
     consumer = type(cls.__name__, (cls,), {"group": property(lambda _self: group)})()
     name = consumer.name
-    if args.gc_freeze:  # an experiment: the collector skips what setup() allocated
-        import gc
-
-        setup = consumer.setup
-
-        def frozen_setup() -> None:
-            setup()
-            gc.freeze()
-
-        consumer.setup = frozen_setup
     registry = CollectorRegistry()
-    runner = Runner(consumer, s, registry=registry)
+    # As `newswire consume` runs a stage (the GC tuned after setup), unless --no-tune-gc.
+    runner = Runner(consumer, s, registry=registry, tune_gc=not args.no_tune_gc)
     marks: dict[str, float] = {}
     runner.clients = _MarkedClients(runner.clients, marks)
     labels = {"consumer": name, "topic": JOBS[job].topic}
@@ -513,8 +504,8 @@ def run_child(job: str, args: argparse.Namespace, bootstrap: str, workdir: Path)
     ]
     if job == "store-postgres":
         cmd += ["--store-url", args.pg_url]
-    if args.gc_freeze:
-        cmd.append("--gc-freeze")
+    if args.no_tune_gc:
+        cmd.append("--no-tune-gc")
     log_path = jobdir / "child.log"
     with log_path.open("wb") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -568,9 +559,9 @@ def main(argv: list[str] | None = None) -> int:
         help="PostgreSQL URL for store-postgres ('' skips it)",
     )
     parser.add_argument(
-        "--gc-freeze",
+        "--no-tune-gc",
         action="store_true",
-        help="newswire jobs: gc.freeze() after the consumer's setup (an experiment)",
+        help="newswire jobs: leave the GC as it is (`newswire consume` tunes it after setup)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     # The child's arguments (one job in its own process).

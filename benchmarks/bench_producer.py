@@ -9,7 +9,7 @@ back with PyYAML) and the same N articles as one JSON-lines file.
 For every measurement a fresh embedded Tansu broker is started (unless
 ``--bootstrap``) and the topics are created (6 partitions), then
 
-- ``baseline``: the publisher's producer (the output client and its configuration) sends the
+- ``baseline``: the publisher's producer (``kafka.client``, its configuration) sends the
   same articles already validated and Avro-encoded — the same keys, values and
   ``newswire.ingested_at`` header — and flushes: the ceiling for any producer
   in this process;
@@ -79,7 +79,7 @@ from producers.jsonl import JsonLinesSource  # noqa: E402
 FIXTURES = REPO / "tests" / "fixtures" / "articles"
 PARTITIONS = 6
 #: --client: the Kafka client the publisher and the baseline send with (default: the
-#: settings' output client).
+#: settings' ``kafka.client``).
 CLIENT = ""
 TARGET_DOCS_2 = 4000.0
 TARGET_JSONL = 20000.0
@@ -212,7 +212,7 @@ def make_settings(bootstrap: str, workdir: Path) -> Settings:
     s.metrics.enabled = False
     s.producer.rejects_path = workdir / "rejects.jsonl"
     if CLIENT:
-        s.kafka.output_client = CLIENT
+        s.kafka.client = CLIENT
     return s
 
 
@@ -245,8 +245,7 @@ def warm_up(producer: ProducerClient) -> None:
 
 def run_baseline(s: Settings, inputs: Inputs, broker_pid: int | None) -> Result:
     """Send the pre-encoded records with the publisher's producer configuration."""
-    # The publisher sends with the output client (librdkafka by default): so does the baseline.
-    producer = open_clients(s.kafka, s.producer).producer("bench-baseline", output=True)
+    producer = open_clients(s.kafka, s.producer).producer("bench-baseline")
     try:
         warm_up(producer)
         cpu0, bcpu0, t0 = time.process_time(), cpu_of(broker_pid), time.perf_counter()

@@ -239,6 +239,18 @@ class Pipeline:
                 into[key] = into.get(key, 0.0) + value
         return merged
 
+    def drain_progress(self) -> list[tuple[str, int, int]]:
+        """``(stage, records consumed, lag)`` of every stage now, for a progress line."""
+        samples = self.stage_samples()
+        return [
+            (
+                name,
+                round(total(samples.get(name, {}), "newswire_consumer_records_in_total")),
+                round(total(samples.get(name, {}), "newswire_consumer_lag")),
+            )
+            for name in self.stages
+        ]
+
     def report(self, *, read: int, rejected: int, failed: int, sent: int) -> RunReport:
         """What became of the documents: each stage's declared outcomes and the dead letters.
 

@@ -348,15 +348,10 @@ class Publisher:
 
     @property
     def producer(self) -> ProducerClient:
-        """The Kafka producer (``NEWSWIRE_KAFKA__OUTPUT_CLIENT``'s), created on first use.
-
-        An output producer like a stage's: sending is this process's whole job with
-        worker processes, and librdkafka's produce() costs ~5 µs a record against
-        kafka-python's ~28 (bench_producer: JSON lines, 2 workers).
-        """
+        """The Kafka producer (``NEWSWIRE_KAFKA__CLIENT``'s), created on first use."""
         if self._producer is None:
             clients = self._clients or open_clients(self.settings.kafka, self.settings.producer)
-            self._producer = clients.producer(self.name, output=True)
+            self._producer = clients.producer(self.name)
         return self._producer
 
     def publish(

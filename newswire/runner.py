@@ -73,6 +73,34 @@ def _describe(partitions: Iterable[TopicPartition]) -> str:
     return " ".join(f"{t}[{','.join(map(str, sorted(ps)))}]" for t, ps in sorted(by_topic.items()))
 
 
+def _log_batch(
+    name: str,
+    polled: Mapping[TopicPartition, Sequence[Record]],
+    events: int,
+    started: float,
+    decoded: float,
+    handled: float,
+    flushed: float,
+) -> None:
+    """The DEBUG line of one batch: counts, sizes, times, partitions — never a record's text."""
+    committed = time.perf_counter()
+    records = sum(len(r) for r in polled.values())
+    size = sum(len(record.value or b"") for r in polled.values() for record in r)
+    log.debug(
+        "%s: batch records=%d decoded=%d bytes=%d decode=%.1fms handle=%.1fms "
+        "produce=%.1fms commit=%.1fms partitions=%s",
+        name,
+        records,
+        events,
+        size,
+        (decoded - started) * 1000,
+        (handled - decoded) * 1000,
+        (flushed - handled) * 1000,
+        (committed - flushed) * 1000,
+        " ".join(f"{tp.topic}[{tp.partition}]:{len(r)}@{r[0].offset}" for tp, r in polled.items()),
+    )
+
+
 class Runner:
     """Runs one :class:`Consumer` in its group until stopped."""
 
@@ -274,6 +302,8 @@ class Runner:
     # -- one batch ---------------------------------------------------------------------------
 
     def _process(self, polled: Mapping[TopicPartition, Sequence[Record]]) -> None:
+        # The per-batch DEBUG line's clock readings are taken only when it is logged.
+        debug = log.isEnabledFor(logging.DEBUG)
         started = time.perf_counter()
         events: list[Event] = []
         counts: Tally[str] = Tally()
@@ -285,16 +315,21 @@ class Runner:
                 if event is not None:
                     events.append(event)
             offsets[tp] = records[-1].offset + 1
+        decoded = time.perf_counter() if debug else 0.0
         if events:
             if self._per_event:
                 for event in events:
                     self._handle([event])
             else:
                 self._handle(events)
+        handled = time.perf_counter() if debug else 0.0
         self._flush()
+        flushed = time.perf_counter() if debug else 0.0
         # Only what is durable downstream becomes committable.
         self._pending.update(offsets)
         self.commit_pending()
+        if debug:
+            _log_batch(self.consumer.name, polled, len(events), started, decoded, handled, flushed)
         name = self.consumer.name
         elapsed = time.perf_counter() - started
         for topic, n in counts.items():

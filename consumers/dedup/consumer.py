@@ -138,22 +138,24 @@ def _times(event: Event, now: float) -> tuple[int, int]:
     return int(min(event_s, limit)), int(min(ingested_s, limit) * 1000)
 
 
-def _length(words: list[str]) -> int:
-    """The length of the words joined by single spaces."""
-    return sum(map(len, words)) + len(words) - 1
-
-
-def _version(title: list[str], excerpt: list[str], body: list[str]) -> int:
-    """Fingerprint of an article's version (normalised title, excerpt, body)."""
-    return content_hash(f"{' '.join(title)}\n{' '.join(excerpt)}\n{' '.join(body)}")
-
-
 class DedupConsumer(Consumer):
     """Keeps the first copy of each article; reports the others as sightings."""
 
     name = "dedup"
     topics = (RAW,)
     settings_model = DedupSettings
+    #: A projected decode: what judging and the sighting read (the bytes go on unchanged).
+    fields = (
+        "id",
+        "original_url",
+        "canonical_url",
+        "title",
+        "excerpt",
+        "body",
+        "published_at",
+        "ingested_at",
+        "provider",
+    )
     # A sighting ends a document's journey; an update goes on to the store as an article.
     outcomes = (
         Outcome(
@@ -241,8 +243,9 @@ class DedupConsumer(Consumer):
         )
         for reason in REASONS[1:]:
             self._duplicates.labels(self.name, RAW, reason)
-        for outcome in ("duplicate", "distinct"):
-            self._checks.labels(self.name, RAW, outcome)
+        # The children counted per candidate, looked up once (labels() costs more than inc()).
+        self._checked_duplicate = self._checks.labels(self.name, RAW, "duplicate")
+        self._checked_distinct = self._checks.labels(self.name, RAW, "distinct")
         # Exported from the start (at 0), not from the first eviction or conflict on.
         self._evictions.labels(self.name, RAW)
         self._conflicts.labels(self.name, RAW)
@@ -297,19 +300,31 @@ class DedupConsumer(Consumer):
     def _prepare(self, events: Sequence[Event], now: float) -> list[_Record]:
         records = []
         min_chars = self.min_chars
+        min_words = self.near_min_words
         for event in events:
             record = event.record
             article_id = record["id"]
-            title = tokens(record.get("title") or "")
-            excerpt = tokens(record.get("excerpt") or "")
+            raw_title = record.get("title") or ""
+            title = tokens(raw_title)
+            title_text = " ".join(title)
+            excerpt_text = " ".join(tokens(record.get("excerpt") or ""))
             body = tokens(record.get("body") or "")
+            body_text = " ".join(body)
             # The text an article is compared by (see ``content_text``): the body, else
             # title and excerpt, else nothing (too short to tell articles apart).
-            if _length(body) >= min_chars:
-                words = body
+            if len(body_text) >= min_chars:
+                words, text = body, body_text
             else:
-                head = title + excerpt
-                words = head if _length(head) >= min_chars else []
+                text = f"{title_text} {excerpt_text}".strip()
+                words, text = (text.split(), text) if len(text) >= min_chars else ([], "")
+            if not words:
+                content = None
+            elif len(words) < min_words:
+                # Short texts are formulaic (briefs, scores, a site's boilerplate): the same
+                # few words under two different titles are two articles.
+                content = content_hash(f"{title_text}\n{text}")
+            else:
+                content = content_hash(text)
             event_time, ingested = _times(event, now)
             records.append(
                 _Record(
@@ -318,38 +333,25 @@ class DedupConsumer(Consumer):
                     claimant=_claimant(event),
                     event_time=event_time,
                     ingested=ingested,
-                    content=self._content(title, words),
-                    version=_version(title, excerpt, body),
+                    content=content,
+                    version=content_hash(f"{title_text}\n{excerpt_text}\n{body_text}"),
                     words=words,
-                    numbers=_title_numbers(title),
+                    numbers=_title_numbers(title) if _HAS_DIGIT(raw_title) else None,
                 )
             )
         if self.near:
-            long_enough = [r for r in records if len(r.words) >= self.near_min_words]
+            long_enough = [r for r in records if len(r.words) >= min_words]
             for r, sketch in zip(
                 long_enough, sketch_many([r.words for r in long_enough]), strict=True
             ):
                 r.sketch = sketch
         for r in records:
-            r.keys = [url_key(r.article)]
+            keys = r.keys = [url_key(r.article)]
             if r.content is not None:
-                r.keys.append(content_key(r.content))
+                keys.append(content_key(r.content))
             if r.sketch is not None:
-                r.keys.extend(band_keys_of(r.sketch.bands))
+                keys.extend(band_keys_of(r.sketch.bands))
         return records
-
-    def _content(self, title: list[str], words: list[str]) -> int | None:
-        """The exact-content key: of the text, and of the title too for short texts.
-
-        Short texts are formulaic (briefs, scores, a site's boilerplate): the
-        same few words under two different titles are two articles.
-        """
-        if not words:
-            return None
-        text = " ".join(words)
-        if len(words) < self.near_min_words:
-            text = f"{' '.join(title)}\n{text}"
-        return content_hash(text)
 
     def _judge(self, records: list[_Record]) -> tuple[list[Verdict], list[Entry], set[int]]:
         """Verdicts and new entries for *records*, and the keys known to be held by others."""
@@ -486,7 +488,7 @@ class DedupConsumer(Consumer):
                 seen.add(id(holder))
                 similarity = estimate(holder.sketch, r.sketch.data)
                 duplicate = similarity >= self.near_threshold and not _other_numbers(holder, r)
-                self._checks.labels(self.name, RAW, "duplicate" if duplicate else "distinct").inc()
+                (self._checked_duplicate if duplicate else self._checked_distinct).inc()
                 if duplicate and similarity > best_similarity:
                     best, best_similarity = holder, similarity
             if best is not None:

@@ -45,8 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import xxhash
 
+from consumers.dedup.sketch import BANDS as BANDS_PER_SKETCH
 from consumers.dedup.sketch import FORMAT, band_keys, band_keys_many
 from newswire.errors import ConfigError
 
@@ -233,6 +235,93 @@ class SeenIndex(Protocol):
         ...
 
 
+# -- the key filter --------------------------------------------------------------------------------
+
+_FILTER_BITS_PER_KEY = 10
+_FILTER_HASHES = 3  # false positives ≈ 1.7 % at 10 bits per key
+_FILTER_MIX = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64
+)
+
+
+class KeyFilter:
+    """A Bloom filter over held keys: most keys a batch looks up are held by nobody (every
+    new article's), and most of the state's cost is in finding that out in the B-tree.
+
+    Never a false "free": every key that may be held was added. Keys of evicted entries
+    stay in it (only a false "maybe", then asked of the database) until :meth:`stale`
+    says the filter has seen twice the keys it was sized for, and it is rebuilt.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        bits = 1 << max(16, int(capacity * _FILTER_BITS_PER_KEY - 1).bit_length())
+        self._shift = np.uint64(64 - (bits.bit_length() - 1))
+        self._words = np.zeros(bits // 64, dtype=np.uint64)
+        self.capacity = capacity
+        self.added = 0
+
+    def _slots(self, keys: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return (keys.view(np.uint64)[None, :] * _FILTER_MIX[:, None]) >> self._shift
+
+    def add(self, keys: np.ndarray) -> None:
+        """Add int64 *keys*."""
+        if not len(keys):
+            return
+        slots = self._slots(keys).ravel()
+        np.bitwise_or.at(
+            self._words, slots >> np.uint64(6), np.uint64(1) << (slots & np.uint64(63))
+        )
+        self.added += len(keys)
+
+    def maybe(self, keys: np.ndarray) -> np.ndarray:
+        """For each of int64 *keys*: False if it is surely not held."""
+        slots = self._slots(keys)
+        bits = (self._words[slots >> np.uint64(6)] >> (slots & np.uint64(63))) & np.uint64(1)
+        return np.asarray(bits.all(axis=0))
+
+    @property
+    def stale(self) -> bool:
+        """Whether evicted entries' keys have made it too full to be of use."""
+        return self.added > 2 * self.capacity
+
+
+def _keys_of_rows(rows: Sequence[Sequence[Any]]) -> np.ndarray:
+    """Every key the entries of *rows* (article, content, sketch, reason, claimant) may hold,
+    claim keys of every stored version included (a superset is all a filter needs)."""
+    if not rows:
+        return np.zeros(0, dtype=np.int64)
+    articles = np.array([r[0] for r in rows], dtype=np.int64).view(np.uint64)
+    contents = np.array([r[1] for r in rows if r[1] is not None], dtype=np.int64).view(np.uint64)
+    sketches = [bytes(r[2]) for r in rows if r[2] is not None]
+    claimants = np.array(
+        [r[4] for r in rows if (int(r[3]) & ~CLAIM_FLAG) in STORED or int(r[3]) & CLAIM_FLAG],
+        dtype=np.int64,
+    ).view(np.uint64)
+    low = ~np.uint64((1 << _TAG_BITS) - 1)
+    parts = [
+        (articles & low) | np.uint64(_TAG_URL),
+        (contents & low) | np.uint64(_TAG_CONTENT),
+        (claimants & low) | np.uint64(_TAG_CLAIM),
+    ]
+    if sketches:
+        values = np.array(band_keys_many(sketches), dtype=np.uint64)
+        tags = np.arange(values.shape[1], dtype=np.uint64) + np.uint64(_TAG_BAND)
+        parts.append(((values << np.uint64(_TAG_BITS)) | tags[None, :]).ravel())
+    return np.concatenate(parts).view(np.int64)
+
+
+def _entry_keys_array(entries: Sequence[Entry]) -> np.ndarray:
+    """The keys of new entries for the filter (claimed, taken over and claim keys)."""
+    keys: list[int] = []
+    for e in entries:
+        keys.extend(e.keys)
+        keys.extend(grant for _, _, grant in e.takeover)
+        if e.reason in STORED:
+            keys.append(claim_key(e.claimant))
+    return np.array(keys, dtype=np.int64)
+
+
 # -- SQLite ------------------------------------------------------------------------------------
 
 _SQLITE_DDL = """
@@ -262,6 +351,7 @@ ENTRY_COLUMNS = (
 ADDED_COLUMNS = ("version", "ingested")
 JOINED_ENTRY_COLUMNS = ", ".join(f"e.{c.strip()}" for c in ENTRY_COLUMNS.split(","))
 _EVICT_CHUNK = 2000
+_CACHE_BYTES_PER_ENTRY = 200
 
 
 def entry_from_row(row: Sequence[Any]) -> Entry:
@@ -284,7 +374,8 @@ def entry_from_row(row: Sequence[Any]) -> Entry:
     code = int(reason)
     return Entry(
         article=int(article),
-        kept=int(kept),
+        # 0: the entry's own article (stored as 0, which SQLite writes in no bytes at all).
+        kept=int(kept) or int(article),
         claimant=int(claimant),
         reason=code & ~CLAIM_FLAG,
         similarity=1.0 if similarity is None else round(float(similarity), 4),
@@ -365,12 +456,18 @@ class SqliteSeenIndex:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache at most
+        # The key B-tree is written and read at random places: with fewer of its pages
+        # cached than it has, each batch reads and writes pages from the file, and the cost
+        # per article grows with the state. ~200 B per remembered article holds the keys
+        # (≈ 140 B) and the entries' hot ends (newest and oldest); 64 MiB at least.
+        cache_kib = max(65_536, max_entries * _CACHE_BYTES_PER_ENTRY // 1024)
+        self._db.execute(f"PRAGMA cache_size=-{cache_kib}")
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._migrate()
             self._size = int(self._db.execute("SELECT count(*) FROM dedup_entries").fetchone()[0])
             self._watermark = int(self._meta("watermark") or 0)
+            self._build_filter()
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -404,16 +501,47 @@ class SqliteSeenIndex:
         row = self._db.execute("SELECT value FROM dedup_meta WHERE name = ?", (name,)).fetchone()
         return None if row is None else row[0]
 
+    _FILTER_COLUMNS = "article, content, sketch, reason, claimant, seq"
+
+    def _build_filter(self) -> None:
+        """The key filter of every entry in the file (at open, and when it has gone stale)."""
+        self._filter = KeyFilter(max(self.max_entries, self._size) * (3 + BANDS_PER_SKETCH))
+        self._seen_seq = 0
+        self._refresh_filter()
+
+    def _refresh_filter(self) -> None:
+        """Add the keys of entries other processes sharing the file stored since we looked.
+
+        Runs under the write lock, so entries appear in seq order and none is missed.
+        """
+        while True:
+            rows = self._db.execute(
+                f"SELECT {self._FILTER_COLUMNS} FROM dedup_entries WHERE seq > ? "
+                "ORDER BY seq LIMIT 50000",
+                (self._seen_seq,),
+            ).fetchall()
+            if not rows:
+                return
+            self._filter.add(_keys_of_rows(rows))
+            self._seen_seq = int(rows[-1][-1])
+
     def begin(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
         row = self._db.execute("SELECT max(seq) FROM dedup_entries").fetchone()
         self._next_seq = int(row[0] or 0) + 1
+        if self._filter.stale:
+            self._build_filter()
+        elif self._next_seq - 1 > self._seen_seq:
+            self._refresh_filter()
         self._pending_size = self._size
         self._pending_watermark = self._watermark
 
     def lookup(self, keys: Collection[int]) -> dict[int, Entry]:
         found: dict[int, Entry] = {}
-        unique = list(set(keys))
+        if not keys:
+            return found
+        candidates = np.fromiter(keys, dtype=np.int64, count=len(keys))
+        unique = candidates[self._filter.maybe(candidates)].tolist()
         by_seq: dict[int, Entry] = {}
         for lo in range(0, len(unique), 500):
             chunk = unique[lo : lo + 500]
@@ -438,7 +566,10 @@ class SqliteSeenIndex:
         for entry in entries:
             entry.seq = self._next_seq
             self._next_seq += 1
-            rows.append(entry_row(entry))
+            row = entry_row(entry)
+            if entry.kept == entry.article:
+                row = (row[0], 0, *row[2:])  # see entry_from_row: 8 bytes less per article
+            rows.append(row)
             claims.extend((key, entry.seq) for key in entry.keys)
             takeovers.extend((entry.seq, key, old, grant) for key, old, grant in entry.takeover)
             self._pending_watermark = max(self._pending_watermark, entry.event_time)
@@ -447,6 +578,7 @@ class SqliteSeenIndex:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+        self._filter.add(_entry_keys_array(entries))
         self._pending_size += len(rows)
         lost: set[int] = set()
         for seq, key, old, grant in takeovers:
@@ -487,6 +619,8 @@ class SqliteSeenIndex:
         self._size = self._pending_size
         self._watermark = self._pending_watermark
         self.evicted += evicted
+        # Our own entries are in the filter already; nobody else wrote in between.
+        self._seen_seq = max(self._seen_seq, self._next_seq - 1)
 
     def _evict(self) -> int:
         """Delete the oldest entries beyond the bounds, with the keys they hold."""

@@ -48,7 +48,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,13 +208,21 @@ def _as_is(value: Any, empty: str) -> Any:
     return value if value is not None else json.loads(empty)
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def article_row(
-    record: Mapping[str, Any], stored_at: Any, *, json_as_text: bool = True
+    record: Mapping[str, Any],
+    stored_at: Any,
+    *,
+    json_as_text: bool = True,
+    time: Callable[[Any], Any] = _same,
 ) -> tuple[Any, ...]:
     """The ``articles`` row of an enriched article record, in ``ARTICLE_COLUMNS`` order.
 
-    Times stay datetimes (SQLite turns them into text); JSON columns are JSON
-    text, or the lists and dicts themselves with ``json_as_text=False``.
+    Times are ``time(datetime)`` (SQLite passes :func:`iso`); JSON columns are
+    JSON text, or the lists and dicts themselves with ``json_as_text=False``.
     """
     json_text = _json_text if json_as_text else _as_is
     provider = record.get("provider") or {}
@@ -228,7 +236,7 @@ def article_row(
         record.get("body", ""),
         record.get("category"),
         record.get("type"),
-        record.get("published_at"),
+        time(record.get("published_at")),
         provider.get("name", ""),
         provider.get("domain", ""),
         record.get("registered_domain", ""),
@@ -244,8 +252,8 @@ def article_row(
         record.get("secured"),
         json_text(record.get("extras"), "{}"),
         record.get("source", ""),
-        record.get("ingested_at"),
-        record.get("enriched_at"),
+        time(record.get("ingested_at")),
+        time(record.get("enriched_at")),
         stored_at,
     )
 
@@ -272,7 +280,9 @@ def _int(value: Any, default: int) -> int:
     return default if value is None else int(value)
 
 
-def related_rows(record: Mapping[str, Any], *, json_as_text: bool = True) -> list[tuple[Any, ...]]:
+def related_rows(
+    record: Mapping[str, Any], *, json_as_text: bool = True, time: Callable[[Any], Any] = _same
+) -> list[tuple[Any, ...]]:
     """The ``related`` rows of an article record (``RELATED_COLUMNS``), one per URL.
 
     ``url`` is the related article's web URL, else its AMP URL, else its AMP-cache
@@ -290,7 +300,7 @@ def related_rows(record: Mapping[str, Any], *, json_as_text: bool = True) -> lis
                 url,
                 rel.get("title", ""),
                 rel.get("excerpt", ""),
-                rel.get("published_at"),
+                time(rel.get("published_at")),
                 rel.get("web_url"),
                 rel.get("amp_web_url"),
                 rel.get("cdn_amp_web_url"),

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, Field, field_validator
 
 from consumers.store.base import (
@@ -226,8 +227,6 @@ _V3 = [
 MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-_TIMES = tuple(ARTICLE_COLUMNS.index(c) for c in ("published_at", "ingested_at", "enriched_at"))
-_PUBLISHED = ARTICLE_COLUMNS.index("published")
 _PUB, _ING = ARTICLE_COLUMNS.index("published_at"), ARTICLE_COLUMNS.index("ingested_at")
 _TEXT = tuple(ARTICLE_COLUMNS.index(c) for c in ("title", "excerpt", "body"))
 _NEWER = (
@@ -252,7 +251,6 @@ _INSERT_RELATED = (
     f"INSERT INTO related ({', '.join(RELATED_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(RELATED_COLUMNS))})"
 )
-_RELATED_PUBLISHED = RELATED_COLUMNS.index("published_at")
 _SEEN = DUPLICATE_COLUMNS.index("seen_at")
 _INSERT_REVISION = (
     f"INSERT OR IGNORE INTO revisions ({', '.join(REVISION_COLUMNS)}) "
@@ -267,7 +265,11 @@ _SUMMARY = ", ".join(f"a.{c}" for c in SUMMARY_COLUMNS)
 # The writer checkpoints itself only past ~64 MiB of WAL (the background checkpointer's bound).
 _PAGE_SIZE = 16384
 _WAL_BOUND_PAGES = 64 * 1024 * 1024 // _PAGE_SIZE
-_CHUNK = 500  # ids per IN (...) list, far below SQLite's variable limit
+_SELECT_STORED = (
+    f"SELECT {', '.join(ARTICLE_COLUMNS)}, rowid FROM articles "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
+_SELECT_ROWIDS = "SELECT id, rowid FROM articles WHERE id IN (SELECT value FROM json_each(?))"
 
 
 def sqlite_path(url: str) -> str:
@@ -293,16 +295,10 @@ class SqliteSettings(BaseModel):
         return value.upper() if isinstance(value, str) else value
 
 
-def _sqlite_row(record: Mapping[str, Any], stored_at: str) -> list[Any]:
-    values = list(article_row(record, stored_at))
-    for i in _TIMES:
-        values[i] = iso(values[i])
-    values[_PUBLISHED] = int(values[_PUBLISHED])
-    return values
-
-
-def _sqlite_related(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return (*row[:_RELATED_PUBLISHED], iso(row[_RELATED_PUBLISHED]), *row[_RELATED_PUBLISHED + 1 :])
+def _sqlite_row(record: Mapping[str, Any], stored_at: str) -> tuple[Any, ...]:
+    # Times as ISO-8601 UTC text; ``published`` stays a bool (SQLite stores it as 0/1 and
+    # True == 1, so a replayed row still compares equal to the stored one).
+    return article_row(record, stored_at, time=iso)
 
 
 def fts_query(text: str) -> str | None:
@@ -520,7 +516,7 @@ class SqliteStore(Store):
         if batch.records:
             rows = [_sqlite_row(r, stored_at) for r in batch.records]
             stored = self._stored(db, [row[0] for row in rows])
-            winners: list[tuple[Mapping[str, Any], list[Any]]] = []
+            winners: list[tuple[Mapping[str, Any], tuple[Any, ...]]] = []
             fts_delete: list[tuple[Any, ...]] = []
             for record, row in zip(batch.records, rows, strict=True):
                 old = stored.get(row[0])
@@ -557,7 +553,7 @@ class SqliteStore(Store):
                     db.executemany(f"DELETE FROM {table} WHERE article_id = ?", replaced)
             db.executemany(
                 _INSERT_RELATED,
-                [_sqlite_related(r) for record, _ in winners for r in related_rows(record)],
+                [r for record, _ in winners for r in related_rows(record, time=iso)],
             )
             db.executemany(
                 "INSERT OR IGNORE INTO topics (article_id, topic) VALUES (?, ?)",
@@ -606,25 +602,14 @@ class SqliteStore(Store):
     @staticmethod
     def _stored(db: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[Any, ...]]:
         """id → the stored row, its columns in ``ARTICLE_COLUMNS`` order then its rowid."""
-        found: dict[str, tuple[Any, ...]] = {}
-        for lo in range(0, len(ids), _CHUNK):
-            chunk = ids[lo : lo + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            for row in db.execute(
-                f"SELECT {', '.join(ARTICLE_COLUMNS)}, rowid FROM articles WHERE id IN ({marks})",
-                chunk,
-            ):
-                found[row[0]] = row
-        return found
+        # The ids as one JSON parameter: one statement text whatever the batch size, so
+        # SQLite prepares it once (an IN list of N marks is parsed again for every N).
+        rows = db.execute(_SELECT_STORED, (orjson.dumps(ids).decode(),))
+        return {row[0]: row for row in rows}
 
     @staticmethod
     def _rowids(db: sqlite3.Connection, ids: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for lo in range(0, len(ids), _CHUNK):
-            chunk = ids[lo : lo + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            found.update(db.execute(f"SELECT id, rowid FROM articles WHERE id IN ({marks})", chunk))
-        return found
+        return dict(db.execute(_SELECT_ROWIDS, (orjson.dumps(ids).decode(),)))
 
     def _error(self, exc: Exception, batch: Batch) -> Exception:
         what = f"{self.url}: writing {batch.describe()}: {type(exc).__name__}: {exc}"

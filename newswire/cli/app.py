@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from newswire.cli import articles, broker, consume, dlq, produce, run, schemas, status
+from newswire.cli.common import EXIT_STATUS_HELP
 
 app = typer.Typer(
     name="newswire",
@@ -18,7 +19,7 @@ app = typer.Typer(
     "metrics); each consumer, source or store plug-in reads its own from "
     "NEWSWIRE_<NAME>__<FIELD> (NEWSWIRE_STORE__URL, NEWSWIRE_DEDUP__STATE_URL, "
     "NEWSWIRE_SQLITE__SYNCHRONOUS…); options override them, and an unknown NEWSWIRE_* "
-    "variable is reported at start-up.",
+    "variable is reported at start-up.\n\n" + EXIT_STATUS_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -48,8 +49,21 @@ app.add_typer(articles.articles_app, name="articles")
 app.add_typer(schemas.schemas_app, name="schemas")
 
 
+<<<<<<< HEAD
 def _debugging() -> bool:
     return "--debug" in sys.argv[1:] or os.environ.get("NEWSWIRE_LOG_LEVEL", "").upper() == "DEBUG"
+=======
+def _state_exit_statuses(typer_app: typer.Typer) -> None:
+    """Every command's --help ends with the one exit-status rule."""
+    for command in typer_app.registered_commands:
+        command.epilog = command.epilog or EXIT_STATUS_HELP
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _state_exit_statuses(group.typer_instance)
+
+
+_state_exit_statuses(app)
+>>>>>>> main
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ error, not a new empty store. Output is a table, or JSON with ``--json`` (times 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from newswire.cli.common import fail, load_settings, out
+from newswire.cli.common import fail, load_settings, out, print_json
 from newswire.errors import NewswireError
 from newswire.store import ArticleFilter, StoreReader, open_reader
 
@@ -78,7 +77,7 @@ def _store(url: str | None) -> Iterator[StoreReader]:
 
 
 def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    print_json(value)
 
 
 def _when(value: str | None) -> str:

@@ -37,7 +37,7 @@ def consume(
     """Run one consumer in its own group (newswire.NAME) until SIGTERM/Ctrl-C."""
     from newswire.runner import Runner
 
-    settings = load_settings(bootstrap, metrics__port=metrics_port, store__url=store)
+    settings = load_settings(bootstrap, stage=True, metrics__port=metrics_port, store__url=store)
     try:
         consumer = plugins.load(plugins.CONSUMERS, name)()
         registry = CollectorRegistry()

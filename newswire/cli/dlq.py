@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from newswire.cli.common import EXIT_FAILED, Bootstrap, console, fail, load_settings, out
+from newswire.cli.common import (
+    EXIT_FAILED,
+    Bootstrap,
+    console,
+    fail,
+    load_settings,
+    out,
+    print_json,
+    usage_error,
+)
 from newswire.dlq import DeadLetter, read_dead_letters, replay, replayed_letters
 from newswire.errors import NewswireError
 
@@ -28,14 +38,45 @@ def _matching(letters: list[DeadLetter], stage: str | None, error: str | None) -
     ]
 
 
+def letter_record(
+    partition: int, offset: int, letter: DeadLetter, *, payload: bool = False
+) -> dict[str, Any]:
+    """A dead letter as JSON: the same fields in ``dlq list --json``/``--jsonl`` and in
+    ``run --dlq-out`` (``dlq_partition``/``dlq_offset``: where it is on the DLQ; the error
+    headers as fields; ``bytes``: the value's size; with *payload*, ``key`` and ``value``
+    base64)."""
+    record: dict[str, Any] = {
+        "dlq_partition": partition,
+        "dlq_offset": offset,
+        **{k: v for k, v in asdict(letter).items() if k not in ("key", "value")},
+        "bytes": len(letter.value),
+    }
+    if payload:
+        record["key"] = base64.b64encode(letter.key).decode() if letter.key is not None else None
+        record["value"] = base64.b64encode(letter.value).decode()
+    return record
+
+
 @dlq_app.command("list")
 def dlq_list(
     bootstrap: Bootstrap = None,
     stage: Stage = None,
     error: Error = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON array of the letters instead of a table.")
+    ] = False,
+    as_jsonl: Annotated[
+        bool, typer.Option("--jsonl", help="JSON lines: one letter (object) a line.")
+    ] = False,
 ) -> None:
-    """Show the records on the DLQ: where they came from and why they failed."""
+    """Show the records on the DLQ: where they came from and why they failed.
+
+    --json and --jsonl print the same fields: dlq_partition, dlq_offset, stage,
+    error_class, error_message, source_topic, source_partition, source_offset,
+    attempts, first_failure, bytes.
+    """
+    if as_json and as_jsonl:
+        usage_error("--json and --jsonl: choose one", "--jsonl")
     settings = load_settings(bootstrap)
     try:
         found = read_dead_letters(settings.kafka)
@@ -44,13 +85,11 @@ def dlq_list(
     wanted = set(map(id, _matching([letter for _, _, letter in found], stage, error)))
     rows = [(p, o, letter) for p, o, letter in found if id(letter) in wanted]
     if as_json:
+        print_json([letter_record(p, o, letter) for p, o, letter in rows])
+        return
+    if as_jsonl:
         for partition, offset, letter in rows:
-            record = {k: v for k, v in asdict(letter).items() if k not in ("key", "value")}
-            out.print_json(
-                json.dumps(
-                    {"partition": partition, "offset": offset, **record, "bytes": len(letter.value)}
-                )
-            )
+            typer.echo(json.dumps(letter_record(partition, offset, letter), ensure_ascii=False))
         return
     table = Table("dlq", "stage", "error", "message", "source", "attempts", "first failure")
     for partition, offset, letter in rows:

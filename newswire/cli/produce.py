@@ -38,6 +38,7 @@ from newswire.cli.common import (
     load_settings,
     out,
     raise_on_sigterm,
+    usage_error,
 )
 from newswire.errors import ConfigError, NewswireError
 from newswire.publisher import Publisher, PublishSummary
@@ -317,10 +318,7 @@ def produce(
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Validate documents, JSON lines and feed entries and send them to articles.raw.
-
-    Exit status: 0 all sent, 1 some documents rejected, 3 failure.
-    """
+    """Validate documents, JSON lines and feed entries and send them to articles.raw."""
     try:
         settings = load_settings(
             bootstrap,
@@ -331,7 +329,7 @@ def produce(
         raise fail(exc) from exc
     quiet_http_logs()
     if not paths and not follow:
-        raise fail(ConfigError("give PATHS to produce, or --follow URL"))
+        usage_error("give PATHS to produce, or --follow URL", "PATHS")
     raise_on_sigterm()
     rejects_file = RejectsFile(settings.producer.rejects_path)
     registry = CollectorRegistry()

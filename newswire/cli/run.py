@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import json
 import sys
 import tempfile
@@ -13,9 +11,23 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from prometheus_client import CollectorRegistry
+from rich.console import Console
+from rich.status import Status
 from rich.table import Table
 
-from newswire.cli.common import fail, load_settings, out, raise_on_sigterm
+from newswire.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    LIBRARY_LOG,
+    console,
+    fail,
+    load_settings,
+    log_libraries_to,
+    out,
+    raise_on_sigterm,
+    usage_error,
+)
 from newswire.cli.produce import (
     AUTO,
     Every,
@@ -29,13 +41,13 @@ from newswire.cli.produce import (
     publish,
     quiet_http_logs,
 )
-from newswire.errors import ConfigError, NewswireError
+from newswire.errors import NewswireError
 from newswire.publisher import Publisher, PublishSummary
 from newswire.settings import Settings
 from newswire.source import RejectsFile
 
 if TYPE_CHECKING:
-    from newswire.pipeline import Pipeline
+    from newswire.pipeline import Pipeline, RunReport
 
 
 def run(
@@ -84,11 +96,13 @@ def run(
     NAME=N adds instances, or a plug-in consumer. With --until-idle the summary
     accounts for every document: read = rejected + each stage's outcomes +
     dead-lettered. With --follow the feeds are polled until Ctrl-C, after PATHS.
+    The exit status is 1 when documents were rejected or (--until-idle) records
+    dead-lettered, 3 when some could not be sent.
     """
     from newswire.pipeline import Pipeline, parse_scale
 
     if follow and until_idle:
-        raise fail(ConfigError("--follow never goes idle: use it without --until-idle"))
+        usage_error("--follow never goes idle: use it without --until-idle", "--follow")
     try:
         settings = load_settings(
             store__url=store,
@@ -105,8 +119,11 @@ def run(
         settings.kafka.heartbeat_interval_ms = 500
     raise_on_sigterm()
     started = time.perf_counter()
+    status = EXIT_OK
     with tempfile.TemporaryDirectory(prefix="newswire-run-") as tmp:
         work = workdir or Path(tmp)
+        # The Kafka clients' chatter goes beside the stages' logs, not to the console.
+        log_libraries_to(work / LIBRARY_LOG)
         if not bootstrap:
             # Offsets of a memory-only broker mean nothing after it stops: state that
             # records offsets lives with the run.
@@ -140,15 +157,20 @@ def run(
                         publisher.close()
                         rejects_file.close()
                     print_produce_summary(summary, rejects_file)
+                status = _exit_status(summary.rejected, summary.failed, dead_lettered=0)
                 if until_idle:
-                    pipeline.wait_until_idle(summary.sent, timeout_s=timeout)
-                    _print_run_summary(
+                    with DrainProgress(pipeline, summary, console) as progress:
+                        pipeline.wait_until_idle(
+                            summary.sent, timeout_s=timeout, tick=progress.tick
+                        )
+                    report = _print_run_summary(
                         pipeline,
                         summary,
                         time.perf_counter() - started,
                         embedded=not bootstrap,
                         dlq_out=dlq_out,
                     )
+                    status = _exit_status(report.rejected, report.failed, report.dead_lettered)
                 else:
                     out.print("running; Ctrl-C stops")
                     while True:
@@ -158,6 +180,80 @@ def run(
             out.print("stopping")
         except NewswireError as exc:
             raise fail(exc) from exc
+        finally:
+            log_libraries_to(None)  # the work directory may be about to go
+    if status != EXIT_OK:
+        raise typer.Exit(status)
+
+
+class DrainProgress:
+    """While ``--until-idle`` waits: sent, each stage's records in and lag, what has ended.
+
+    On a terminal a live status line (every second); otherwise (a log, a pipe) a line
+    at once and then every ``every_s``. Each update scrapes every stage once (~2 ms of
+    CPU a stage), so it is throttled, not done on each of the drain's polls.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        summary: PublishSummary,
+        where: Console,
+        every_s: float | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.summary = summary
+        self.console = where
+        self.live = where.is_terminal
+        self.every_s = every_s if every_s is not None else (1.0 if self.live else 5.0)
+        self._next = 0.0
+        self._status: Status | None = None
+
+    def line(self) -> str:
+        """``draining: 48 sent; dedup 48 in lag 0; …; ended: 7 duplicate sightings, …``."""
+        stages = "; ".join(
+            f"{name} {n:,} in, lag {lag:,}" for name, n, lag in self.pipeline.drain_progress()
+        )
+        s = self.summary
+        report = self.pipeline.report(
+            read=s.read, rejected=s.rejected, failed=s.failed, sent=s.sent
+        )
+        ends: dict[str, int] = {}
+        for line in report.lines:
+            if line.terminal:
+                title = line.outcome or line.title
+                ends[title] = ends.get(title, 0) + line.count
+        ended = ", ".join(f"{n:,} {title}" for title, n in ends.items())
+        dead = f", {report.dead_lettered:,} dead-lettered" if report.dead_lettered else ""
+        return f"draining: {s.sent:,} sent; {stages}; ended: {ended or 'none yet'}{dead}"
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.every_s
+        text = self.line()
+        if not self.live:
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        elif self._status is None:
+            self._status = self.console.status(text)
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def __enter__(self) -> DrainProgress:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+
+def _exit_status(rejected: int, failed: int, dead_lettered: int) -> int:
+    """3 when documents could not be sent, 1 when some were rejected or dead-lettered."""
+    if failed:
+        return EXIT_FAILED
+    return EXIT_REJECTED if rejected or dead_lettered else EXIT_OK
 
 
 def _serve_producer_metrics(settings: Settings, registry: CollectorRegistry) -> str | None:
@@ -206,7 +302,7 @@ def _print_run_summary(
     *,
     embedded: bool,
     dlq_out: Path,
-) -> None:
+) -> RunReport:
     """The run in numbers that add up: each stage's outcomes, the dead letters and where."""
     report = pipeline.report(
         read=summary.read, rejected=summary.rejected, failed=summary.failed, sent=summary.sent
@@ -240,6 +336,11 @@ def _print_run_summary(
     table.add_row("elapsed", f"{elapsed:.1f}s")
     table.add_row("rate", f"{summary.read / elapsed:,.0f} documents/s" if elapsed else "-")
     out.print(table)
+    if report.rejected or dead:
+        why = [f"{report.rejected} document(s) rejected"] if report.rejected else []
+        why += [f"{dead} record(s) dead-lettered"] if dead else []
+        out.print(f"exit status 1: {' and '.join(why)} (see above)")
+    return report
 
 
 def _keep_dead_letters(pipeline: Pipeline, embedded: bool, path: Path) -> str:
@@ -249,6 +350,7 @@ def _keep_dead_letters(pipeline: Pipeline, embedded: bool, path: Path) -> str:
     its letters are written out first, one JSON object a line (``key`` and
     ``value`` base64, the error headers as fields), before it goes.
     """
+    from newswire.cli.dlq import letter_record
     from newswire.dlq import read_dead_letters
     from newswire.topics import DLQ
 
@@ -258,12 +360,6 @@ def _keep_dead_letters(pipeline: Pipeline, embedded: bool, path: Path) -> str:
     letters = read_dead_letters(pipeline.settings.kafka)
     with path.open("a", encoding="utf-8") as f:
         for partition, offset, letter in letters:
-            record = {
-                **dataclasses.asdict(letter),
-                "dlq_partition": partition,
-                "dlq_offset": offset,
-                "key": base64.b64encode(letter.key).decode() if letter.key is not None else None,
-                "value": base64.b64encode(letter.value).decode(),
-            }
+            record = letter_record(partition, offset, letter, payload=True)
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     return f"{len(letters)} appended to {path} (the embedded broker is memory-only)"

@@ -12,7 +12,7 @@ import typer
 from rich.live import Live
 from rich.table import Column, Table
 
-from newswire.cli.common import load_settings, out
+from newswire.cli.common import load_settings, out, print_json
 from newswire.settings import Settings
 from newswire.status import Announced, GroupStatus, discover, file_sd, on_cluster, snapshot
 
@@ -97,7 +97,7 @@ def status(
         return
     groups = snapshot(processes, interval)
     if as_json:
-        out.print_json(json.dumps([asdict(g) for g in groups]))
+        print_json([asdict(g) for g in groups])
     else:
         out.print(_table(groups))
 

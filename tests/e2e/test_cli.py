@@ -46,7 +46,9 @@ def test_run_until_idle_stores_each_article_once_and_cleans_up(tmp_path: Path) -
         str(work),
         cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    # The fixtures hold two malformed documents: exit status 1, and the summary says why.
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "exit status 1: 2 document(s) rejected (see above)" in result.stdout
     assert "store: stored (new or updated)" in result.stdout
     assert "adds up" in " ".join(result.stdout.split())
     db = sqlite3.connect(store)
@@ -194,8 +196,9 @@ def test_the_run_summary_adds_up_and_keeps_the_dead_letters(
         check=False,
         env={**os.environ, "COLUMNS": "400"},  # one table row a line
     )
-    assert result.returncode in (0, 1), result.stderr[-3000:]
+    assert result.returncode == 1, result.stderr[-3000:]  # rejected and dead-lettered
     text = " ".join(result.stdout.split())
+    assert "exit status 1: 1 document(s) rejected and 1 record(s) dead-lettered" in text
     assert (
         "4 read = 1 rejected + 1 duplicate sightings + 1 stored (new or updated) + "
         "1 dead-lettered: adds up"

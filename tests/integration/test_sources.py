@@ -255,7 +255,9 @@ def test_run_takes_documents_json_lines_and_feeds_in_one_call(tmp_path: Path) ->
         "2",
         cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    # The inbox holds bad input on purpose: 1 is the exit status of "some input rejected".
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "exit status 1:" in result.stdout
     # NEWSWIRE_PRODUCER__MAX_DOCUMENT_BYTES is the default (5 MiB) here: huge.txt and the
     # long JSON line are fine, so two more articles than with LIMIT.
     sent = inbox["good"] + 2

@@ -182,7 +182,7 @@ def snapshot(store: Any) -> dict[str, list[dict[str, Any]]]:
     """Every table, without the columns that say *when* (they differ between runs)."""
     return {
         table: [{k: v for k, v in row.items() if k not in TIMES} for row in store.dump(table)]
-        for table in ("articles", "duplicates", "related", "topics", "images")
+        for table in ("articles", "duplicates", "related", "topics", "images", "revisions")
     }
 
 
@@ -247,6 +247,10 @@ def test_replaying_the_topics_from_offset_zero_changes_no_rows(
         assert len(before["duplicates"]) == 30
         titles = {r["id"]: r["title"] for r in before["articles"]}
         assert all(titles[r["id"]].startswith("Updated: ") for r in records[:20])
+        # Each updated article has two revisions; the others none (one version).
+        assert len(before["revisions"]) == 40
+        revised = {r["id"]: r["revisions"] for r in before["articles"] if r["revisions"] > 1}
+        assert revised == {r["id"]: 2 for r in records[:20]}
 
         with store_running(settings, ReplayStore()) as replay:
             wait_for(
@@ -259,11 +263,13 @@ def test_replaying_the_topics_from_offset_zero_changes_no_rows(
                 what="the replay group to read both topics from offset 0",
             )
         assert snapshot(store) == before
-        assert {t: store.count(t) for t in ("articles", "duplicates", "related", "topics")} == {
+        tables = ("articles", "duplicates", "related", "topics", "revisions")
+        assert {t: store.count(t) for t in tables} == {
             "articles": 300,
             "duplicates": 30,
             "related": 600,
             "topics": 600,
+            "revisions": 40,
         }
     finally:
         store.close()
@@ -691,7 +697,8 @@ def test_newswire_run_gives_the_same_rows_in_postgresql_and_sqlite(
             timeout=240,
             check=False,
         )
-        assert result.returncode == 0, result.stderr[-3000:]
+        # The fixtures hold two bad documents on purpose: exit status 1, "some rejected".
+        assert result.returncode == 1, result.stderr[-3000:]
         assert "store: stored (new or updated)" in result.stdout
 
     with open_writer(postgres_url) as pg, open_writer(sqlite_url) as lite:

@@ -10,6 +10,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from consumers.dedup import DedupConsumer
@@ -326,3 +327,56 @@ def test_evicting_versions_deletes_exactly_their_keys(tmp_path: Path) -> None:
     assert entries == 10
     assert orphans == 0
     assert claims > 0  # versions that gave up their URL key hold a claim key
+
+
+# -- the key filter of the SQLite state ---------------------------------------------------------
+
+
+def test_the_key_filter_never_says_free_for_an_added_key() -> None:
+    from consumers.dedup.state import KeyFilter
+
+    rng = np.random.default_rng(3)
+    added = rng.integers(-(2**63), 2**63 - 1, size=20_000, dtype=np.int64)
+    others = rng.integers(-(2**63), 2**63 - 1, size=20_000, dtype=np.int64)
+    key_filter = KeyFilter(20_000)
+    key_filter.add(added)
+    assert key_filter.maybe(added).all()
+    assert key_filter.maybe(others).mean() < 0.05  # ≈ 1.7 % at 10 bits per key
+
+
+def test_a_process_sharing_the_file_sees_what_the_other_stored(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'dedup.sqlite'}"
+    first, second = open_dedup(url), open_dedup(url)  # both filters built while it was empty
+    try:
+        originals = [story(n) for n in range(3)]
+        first.judge_batch([event(r, 0, i) for i, r in enumerate(originals)])
+        # second never stored these: its filter learns of them from the file, under the lock.
+        verdicts = second.judge_batch(
+            [event(copy_of(r, "g.example"), 1, i) for i, r in enumerate(originals)]
+        )
+        assert [(v.reason, v.kept_id) for v in verdicts] == [("near", r["id"]) for r in originals]
+        # …before judging: not by losing a claim to it and judging again.
+        assert metric(second, "newswire_dedup_claim_conflicts_total") == 0
+        assert second.judge_batch([event(originals[0], 2, 0)]) == [
+            Verdict(originals[0]["id"], "url")
+        ]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_stale_key_filter_is_rebuilt_from_the_file(tmp_path: Path) -> None:
+    consumer = open_dedup(f"sqlite:///{tmp_path / 'dedup.sqlite'}", max_entries=5)
+    try:
+        index = consumer.index
+        assert isinstance(index, SqliteSeenIndex)
+        stories = [story(n) for n in range(40)]
+        for offset, rec in enumerate(stories):
+            consumer.judge_batch([event(rec, 0, offset)])
+        built = index._filter
+        assert built.added <= 2 * built.capacity  # rebuilt on the way: stale keys dropped
+        # The five remembered are still found, the evicted ones are not.
+        assert consumer.judge_batch([event(stories[-1], 3, 0)])[0].reason == "url"
+        assert not consumer.judge_batch([event(stories[0], 3, 1)])[0].duplicate
+    finally:
+        consumer.close()
