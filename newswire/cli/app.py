@@ -49,10 +49,10 @@ app.add_typer(articles.articles_app, name="articles")
 app.add_typer(schemas.schemas_app, name="schemas")
 
 
-<<<<<<< HEAD
 def _debugging() -> bool:
     return "--debug" in sys.argv[1:] or os.environ.get("NEWSWIRE_LOG_LEVEL", "").upper() == "DEBUG"
-=======
+
+
 def _state_exit_statuses(typer_app: typer.Typer) -> None:
     """Every command's --help ends with the one exit-status rule."""
     for command in typer_app.registered_commands:
@@ -63,7 +63,6 @@ def _state_exit_statuses(typer_app: typer.Typer) -> None:
 
 
 _state_exit_statuses(app)
->>>>>>> main
 
 
 def main() -> None:
