@@ -48,9 +48,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedBroker:
     """Starts and stops a Tansu broker on 127.0.0.1; usable as a context manager."""
 
-    def __init__(self, port: int | None = None, *, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        log_path: Path | None = None,
+        advertised_port: int | None = None,
+    ) -> None:
+        """*advertised_port*: the port clients are told to reconnect to (default *port*),
+        e.g. a TLS-terminating proxy's in front of this broker."""
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -77,7 +86,7 @@ class EmbeddedBroker:
                     "--listener-url",
                     url,
                     "--advertised-listener-url",
-                    url,
+                    f"tcp://{self.host}:{self.advertised_port}",
                     "--storage-engine",
                     "memory://tansu/",
                 ],

@@ -26,6 +26,8 @@ from newswire.errors import ConfigError
 M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
+    "SASL_MECHANISMS",
+    "SECURITY_PROTOCOLS",
     "KafkaSettings",
     "MetricsSettings",
     "ProducerSettings",
@@ -36,6 +38,12 @@ __all__ = [
     "load_section",
     "unknown_variables",
 ]
+
+
+#: ``NEWSWIRE_KAFKA__SECURITY_PROTOCOL``'s values, as Apache Kafka names them.
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+#: The SASL mechanisms both Kafka clients support with a username and password.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 class KafkaSettings(BaseModel):
@@ -75,10 +83,101 @@ class KafkaSettings(BaseModel):
         description="Longest wait for the broker in a command (connect, metadata, admin "
         "requests): an unreachable broker is reported after this long.",
     )
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
+    security_protocol: str = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    ssl_cafile: Path | None = Field(
+        None,
+        description="SSL: the CA certificate(s) (PEM) that signed the broker's; "
+        "empty: the system's CAs.",
+    )
+    ssl_certfile: Path | None = Field(
+        None, description="SSL: this client's certificate (PEM), for brokers that require one."
+    )
+    ssl_keyfile: Path | None = Field(None, description="SSL: the client certificate's key (PEM).")
+    ssl_key_password: SecretStr | None = Field(
+        None, description="SSL: the password of an encrypted client key."
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="SSL: check that the broker's certificate names the host connected to."
+    )
+    sasl_mechanism: str | None = Field(
+        None, description="SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
+    )
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+
+    def check_security(self) -> None:
+        """Check that the security settings fit together and their files exist.
+
+        Raises :class:`~newswire.errors.ConfigError` naming the variable and the
+        value (never a secret). The adapters call it before configuring a client.
+        """
+        protocol = self.security_protocol.upper()
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"NEWSWIRE_KAFKA__SECURITY_PROTOCOL={self.security_protocol!r} is not one of "
+                f"{', '.join(SECURITY_PROTOCOLS)}",
+                setting="security_protocol",
+            )
+        tls = protocol in ("SSL", "SASL_SSL")
+        files = {
+            "ssl_cafile": self.ssl_cafile,
+            "ssl_certfile": self.ssl_certfile,
+            "ssl_keyfile": self.ssl_keyfile,
+        }
+        for name, path in files.items():
+            if path is None:
+                continue
+            if not tls:
+                raise ConfigError(
+                    f"NEWSWIRE_KAFKA__{name.upper()}={path} is set but "
+                    f"NEWSWIRE_KAFKA__SECURITY_PROTOCOL={self.security_protocol} uses no TLS "
+                    "(SSL or SASL_SSL)",
+                    setting=name,
+                )
+            if not path.is_file():
+                raise ConfigError(
+                    f"NEWSWIRE_KAFKA__{name.upper()}={path}: no such file", setting=name
+                )
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ConfigError(
+                f"NEWSWIRE_KAFKA__SSL_KEYFILE={self.ssl_keyfile} needs "
+                "NEWSWIRE_KAFKA__SSL_CERTFILE (the client certificate)",
+                setting="ssl_keyfile",
+            )
+        if self.ssl_key_password is not None and self.ssl_keyfile is None:
+            raise ConfigError(
+                "NEWSWIRE_KAFKA__SSL_KEY_PASSWORD is set but NEWSWIRE_KAFKA__SSL_KEYFILE is not",
+                setting="ssl_key_password",
+            )
+        sasl = protocol.startswith("SASL_")
+        mechanism = (self.sasl_mechanism or "").upper()
+        if sasl and mechanism not in SASL_MECHANISMS:
+            raise ConfigError(
+                f"NEWSWIRE_KAFKA__SASL_MECHANISM={self.sasl_mechanism!r} is not one of "
+                f"{', '.join(SASL_MECHANISMS)} (needed by "
+                f"NEWSWIRE_KAFKA__SECURITY_PROTOCOL={self.security_protocol})",
+                setting="sasl_mechanism",
+            )
+        if not sasl and mechanism:
+            raise ConfigError(
+                f"NEWSWIRE_KAFKA__SASL_MECHANISM={self.sasl_mechanism} is set but "
+                f"NEWSWIRE_KAFKA__SECURITY_PROTOCOL={self.security_protocol} uses no SASL "
+                "(SASL_PLAINTEXT or SASL_SSL)",
+                setting="sasl_mechanism",
+            )
+        if sasl and (not self.sasl_username or self.sasl_password is None):
+            raise ConfigError(
+                f"NEWSWIRE_KAFKA__SASL_MECHANISM={mechanism} needs NEWSWIRE_KAFKA__SASL_USERNAME "
+                "and NEWSWIRE_KAFKA__SASL_PASSWORD",
+                setting="sasl_username",
+            )
+
+    @property
+    def tls(self) -> bool:
+        """Whether the connection to the broker is TLS (SSL or SASL_SSL)."""
+        return self.security_protocol.upper() in ("SSL", "SASL_SSL")
 
     def environment(self) -> dict[str, str]:
         """These settings as ``NEWSWIRE_KAFKA__*`` variables, for child processes (secrets

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import socket
+import ssl
 import time
 from importlib.metadata import entry_points
 from typing import Any
@@ -122,12 +123,64 @@ def _cause(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+def _tls_context(kafka: KafkaSettings) -> ssl.SSLContext:
+    """The TLS context the settings describe (as both clients build theirs)."""
+    context = ssl.create_default_context(
+        cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile is not None else None
+    )
+    context.check_hostname = kafka.ssl_check_hostname
+    if kafka.ssl_certfile is not None:
+        password = kafka.ssl_key_password
+        try:
+            context.load_cert_chain(
+                str(kafka.ssl_certfile),
+                str(kafka.ssl_keyfile) if kafka.ssl_keyfile is not None else None,
+                password.get_secret_value() if password is not None else None,
+            )
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"cannot load the client certificate NEWSWIRE_KAFKA__SSL_CERTFILE="
+                f"{kafka.ssl_certfile} with NEWSWIRE_KAFKA__SSL_KEYFILE={kafka.ssl_keyfile}: "
+                f"{exc.reason or exc} (a wrong NEWSWIRE_KAFKA__SSL_KEY_PASSWORD?)",
+                setting="ssl_keyfile",
+            ) from None  # the OpenSSL error stack says nothing more, and never the password
+    return context
+
+
+def _check_tls(kafka: KafkaSettings, sock: socket.socket, host: str, port: int) -> None:
+    """A TLS handshake with the broker, so that a certificate the settings do not trust is
+    one clear line, not a client retrying its handshake for ever."""
+    try:
+        with _tls_context(kafka).wrap_socket(sock, server_hostname=host):
+            return
+    except ssl.SSLCertVerificationError as exc:
+        cafile = kafka.ssl_cafile if kafka.ssl_cafile is not None else "the system's CAs"
+        raise BrokerUnreachableError(
+            f"TLS verification of the Kafka broker at {host}:{port} failed: "
+            f"{exc.verify_message} (CA: {cafile}; NEWSWIRE_KAFKA__SSL_CAFILE, "
+            "NEWSWIRE_KAFKA__SSL_CHECK_HOSTNAME)",
+            bootstrap=kafka.bootstrap,
+            retriable=False,
+        ) from exc
+    except (ssl.SSLError, OSError) as exc:
+        raise BrokerUnreachableError(
+            f"TLS handshake with the Kafka broker at {host}:{port} failed: "
+            f"{getattr(exc, 'reason', None) or exc} "
+            f"(NEWSWIRE_KAFKA__SECURITY_PROTOCOL={kafka.security_protocol})",
+            bootstrap=kafka.bootstrap,
+            retriable=False,
+        ) from exc
+
+
 def check_reachable(kafka: KafkaSettings) -> None:
     """Wait until one bootstrap server accepts a TCP connection, at most ``kafka.timeout_s``.
 
     Raises :class:`BrokerUnreachableError` naming the address and the cause: a client
     library would retry (and log) for much longer before saying the same less clearly.
+    With TLS (``SSL``/``SASL_SSL``) it also shakes hands: a broker certificate the CA
+    file does not vouch for is that error too (not retriable).
     """
+    kafka.check_security()
     servers = [s for s in kafka.bootstrap.split(",") if s.strip()]
     if not servers:
         raise ConfigError("no bootstrap server (NEWSWIRE_KAFKA__BOOTSTRAP is empty)")
@@ -138,7 +191,9 @@ def check_reachable(kafka: KafkaSettings) -> None:
         for host, port in addresses:
             remaining = max(0.05, deadline - time.monotonic())
             try:
-                with socket.create_connection((host, port), timeout=min(remaining, 2.0)):
+                with socket.create_connection((host, port), timeout=min(remaining, 2.0)) as sock:
+                    if kafka.tls:
+                        _check_tls(kafka, sock, host, port)
                     return
             except OSError as exc:
                 causes.append(_cause(exc))

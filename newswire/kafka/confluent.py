@@ -48,17 +48,35 @@ _REBALANCED = {
 }
 _EXISTS = KafkaError.TOPIC_ALREADY_EXISTS
 _TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE}
+# KafkaSettings' TLS files → librdkafka's options.
+_SSL_FILES = {
+    "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+}
 
 
 def connection_config(kafka: KafkaSettings, role: str) -> dict[str, Any]:
-    """librdkafka's connection options, equivalent to the kafka-python adapter's."""
+    """librdkafka's connection options, equivalent to the kafka-python adapter's (TLS and
+    SASL included; :meth:`KafkaSettings.check_security` first)."""
+    kafka.check_security()
     config: dict[str, Any] = {
         "bootstrap.servers": kafka.bootstrap,
         "client.id": f"{kafka.client_id}-{role}",
         "security.protocol": kafka.security_protocol.lower(),
     }
+    if kafka.tls:
+        config["ssl.endpoint.identification.algorithm"] = (
+            "https" if kafka.ssl_check_hostname else "none"
+        )
+        for name, option in _SSL_FILES.items():
+            path = getattr(kafka, name)
+            if path is not None:
+                config[option] = str(path)
+        if kafka.ssl_key_password is not None:
+            config["ssl.key.password"] = kafka.ssl_key_password.get_secret_value()
     if kafka.sasl_mechanism:
-        config["sasl.mechanisms"] = kafka.sasl_mechanism
+        config["sasl.mechanisms"] = kafka.sasl_mechanism.upper()
         config["sasl.username"] = kafka.sasl_username or ""
         if kafka.sasl_password is not None:
             config["sasl.password"] = kafka.sasl_password.get_secret_value()

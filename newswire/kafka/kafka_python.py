@@ -39,15 +39,46 @@ _REBALANCED = (
 )
 
 
+class _RedactPasswords(logging.Filter):
+    """Masks the passwords in a configuration dict logged as an argument:
+    ``KafkaAdminClient`` logs its whole configuration at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # logging unpacks a lone dict argument into record.args itself.
+        if isinstance(record.args, dict):
+            record.args = (_masked(record.args),)
+        elif isinstance(record.args, tuple):
+            record.args = tuple(_masked(a) if isinstance(a, dict) else a for a in record.args)
+        return True
+
+
+def _masked(config: dict[Any, Any]) -> dict[Any, Any]:
+    return {k: "**********" if "password" in str(k) else v for k, v in config.items()}
+
+
+logging.getLogger("kafka.admin.client").addFilter(_RedactPasswords())
+
+
 def connection_config(kafka: KafkaSettings, role: str) -> dict[str, Any]:
-    """Connection options shared by producers, consumers and admin clients."""
+    """Connection options shared by producers, consumers and admin clients (TLS and SASL
+    included; :meth:`KafkaSettings.check_security` first)."""
+    kafka.check_security()
     config: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap.split(","),
         "client_id": f"{kafka.client_id}-{role}",
-        "security_protocol": kafka.security_protocol,
+        "security_protocol": kafka.security_protocol.upper(),
     }
+    if kafka.tls:
+        config["ssl_check_hostname"] = kafka.ssl_check_hostname
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(kafka, name)
+            if path is not None:
+                config[name] = str(path)
+        if kafka.ssl_key_password is not None:
+            config["ssl_password"] = kafka.ssl_key_password.get_secret_value()
     if kafka.sasl_mechanism:
-        config["sasl_mechanism"] = kafka.sasl_mechanism
+        # kafka-python takes the sasl_plain_* credentials for SCRAM too.
+        config["sasl_mechanism"] = kafka.sasl_mechanism.upper()
         config["sasl_plain_username"] = kafka.sasl_username
         if kafka.sasl_password is not None:
             config["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
