@@ -6,6 +6,9 @@ time; the key password never shows in logs, reprs or errors."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,3 +129,45 @@ def test_a_wrong_key_password_names_the_key_not_the_password(
     message = str(caught.value)
     assert f"NEWSWIRE_KAFKA__SSL_KEYFILE={pki.client_key}" in message
     assert "not-the-Password-71" not in message
+
+
+def _cli_env(kafka_client: str, proxy: TlsProxy, pki: Pki, ca: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSWIRE_")}
+    env.update(_settings(kafka_client, proxy, pki, ca).kafka.environment())
+    env["NEWSWIRE_METRICS__ENABLED"] = "false"
+    return env
+
+
+def test_the_cli_works_through_tls_and_never_prints_the_key_password(
+    kafka_client: str, tls_broker: TlsProxy, pki: Pki
+) -> None:
+    newswire = str(Path(sys.executable).with_name("newswire"))
+    done = subprocess.run(
+        [newswire, "--debug", "topics", "create"],
+        env=_cli_env(kafka_client, tls_broker, pki, pki.ca),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert KEY_PASSWORD not in done.stdout + done.stderr
+    assert tls_broker.handshakes >= 1
+
+
+def test_the_cli_reports_a_wrong_ca_in_one_line(
+    kafka_client: str, tls_broker: TlsProxy, pki: Pki, tmp_path: Path
+) -> None:
+    other = make_pki(tmp_path / "other", "other-ca")
+    newswire = str(Path(sys.executable).with_name("newswire"))
+    done = subprocess.run(
+        [newswire, "topics", "create"],
+        env=_cli_env(kafka_client, tls_broker, pki, other.ca),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"TLS verification of the Kafka broker at {tls_broker.bootstrap} failed" in lines[0]
+    assert KEY_PASSWORD not in done.stdout + done.stderr
