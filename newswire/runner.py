@@ -139,6 +139,10 @@ class Runner:
         self._out: Tally[str] = Tally()
         self._pending: dict[TopicPartition, int] = {}
         self._positions: dict[TopicPartition, int] = {}
+        #: The partitions the rebalance callbacks say this member owns, and those it
+        #: exports a lag series for (always a subset: see :meth:`_update_lag`).
+        self._owned: set[TopicPartition] = set()
+        self._lagged: set[TopicPartition] = set()
         self._partition_counts: dict[str, int] = {}
         self._lag_updated = 0.0
         self._per_event = type(consumer).handle_batch is Consumer.handle_batch
@@ -259,6 +263,11 @@ class Runner:
         finally:
             if self._kafka is not None:
                 self._kafka.close(leave=leave)
+                # Closed, it owns nothing: not every client calls the revoke callback
+                # at close (kafka-python does not), and the registry may outlive it.
+                for tp in set(self._lagged):
+                    self.forget_partition(tp)
+                self._owned.clear()
             if self._producer is not None:
                 self._producer.close(timeout_s=10)
             self.consumer.close()
@@ -338,7 +347,8 @@ class Runner:
             self.metrics.processing_seconds.labels(name, topic).observe(elapsed)
         self._observe_latency(events)
         for tp, records in polled.items():
-            self._positions[tp] = records[-1].offset + 1
+            if tp in self._owned:  # not a partition revoked while the batch was in hand
+                self._positions[tp] = records[-1].offset + 1
         self._update_lag()
 
     def _decode(self, record: Record) -> Event | None:
@@ -598,11 +608,15 @@ class Runner:
         # rebalance can happen; this commits whatever is still pending.
         self.commit_pending()
         for tp in revoked:
+            self._owned.discard(tp)
             self.forget_partition(tp)
         if revoked:
             log.info("%s: partitions revoked: %s", self.consumer.name, _describe(revoked))
 
     def _on_assign(self, assigned: list[TopicPartition]) -> None:
+        # Eager protocols revoke everything and assign the full set; cooperative ones
+        # revoke and assign increments: adding covers both.
+        self._owned.update(assigned)
         if assigned:
             log.info("%s: partitions assigned: %s", self.consumer.name, _describe(assigned))
 
@@ -627,6 +641,7 @@ class Runner:
     def forget_partition(self, tp: TopicPartition) -> None:
         """Drop the lag series of a partition this member no longer owns."""
         self._positions.pop(tp, None)
+        self._lagged.discard(tp)
         with contextlib.suppress(KeyError):
             self.metrics.lag.remove(self.consumer.name, tp.topic, str(tp.partition))
 
@@ -637,7 +652,14 @@ class Runner:
             return
         self._lag_updated = now
         assert self._kafka is not None
-        for tp in self._kafka.assignment():
+        # Only partitions both the client and the callbacks say are ours: mid-join a
+        # client can still list partitions already revoked (kafka-python keeps its old
+        # assignment until the join completes), and a series set for one of those would
+        # never be removed — its revoke has passed.
+        owned = self._kafka.assignment() & self._owned
+        for tp in self._lagged - owned:
+            self.forget_partition(tp)
+        for tp in owned:
             # The high watermark of the last fetch response: right on Apache Kafka and on
             # Tansu, whose ListOffsets is short for batched producers (DESIGN §6). A
             # partition not fetched yet has no lag series until its first fetch.
@@ -652,6 +674,7 @@ class Runner:
             self.metrics.lag.labels(self.consumer.name, tp.topic, str(tp.partition)).set(
                 max(0, high - position)
             )
+            self._lagged.add(tp)
 
     def _observe_latency(self, events: list[Event]) -> None:
         if not events:

@@ -8,7 +8,11 @@ by the next reader). Status reads those files, scrapes each consumer's
 ``/metrics`` twice and derives rates per cluster and group: two pipelines on two
 brokers are two clusters, even when their groups share a name. Lag is the
 processes' own ``newswire_consumer_lag`` (high watermark of their last fetch
-minus position), which is right on Apache Kafka and on Tansu.
+minus position), which is right on Apache Kafka and on Tansu. Each partition's
+lag counts once per group: a member drops a partition's series when it loses it,
+and should two members still report one (scraped mid-rebalance, or an older
+version), the most recently started member's figure is taken — the one that
+took the partition over.
 
 :func:`file_sd` turns the announcements into Prometheus ``file_sd_configs``
 targets, so a local Prometheus can scrape a local run.
@@ -213,6 +217,8 @@ def snapshot(processes: Iterable[Announced], interval_s: float = 1.0) -> list[Gr
     after = {p.pid: _try_scrape(p.metrics_url) for p in processes}
     elapsed = max(time.monotonic() - start, 1e-6)
     groups: dict[tuple[str, str], GroupStatus] = {}
+    #: Per group, each partition's lag: (started, pid, lag) of the member reporting it.
+    lags: dict[tuple[str, str], dict[tuple[str, str], tuple[float, int, float]]] = {}
     for p in processes:
         first, last = before[p.pid], after[p.pid]
         status = groups.setdefault(
@@ -232,9 +238,19 @@ def snapshot(processes: Iterable[Announced], interval_s: float = 1.0) -> list[Gr
                 out - total(first, "newswire_consumer_records_out_total")
             ) / elapsed
         status.records_in += records_in
-        status.lag += total(last, "newswire_consumer_lag")
+        partitions = lags.setdefault((p.cluster, p.group), {})
+        for (name, labels), value in last.items():
+            if name != "newswire_consumer_lag":
+                continue
+            label = dict(labels)
+            key = (label.get("topic", ""), label.get("partition", ""))
+            mine = (p.started, p.pid, value)
+            if key not in partitions or mine > partitions[key]:
+                partitions[key] = mine
         status.dlq += total(last, "newswire_consumer_dlq_total")
         status.unavailable |= total(last, "newswire_consumer_unavailable") > 0
+    for key, partitions in lags.items():
+        groups[key].lag = sum(lag for _, _, lag in partitions.values())
     return sorted(groups.values(), key=lambda g: (g.cluster, g.group))
 
 

@@ -30,11 +30,12 @@ from newswire.status import (
 def serve() -> Iterator[object]:
     servers = []
 
-    def start(records_in: int, lag: int = 0) -> str:
+    def start(records_in: int, lag: int = 0, partitions: dict[int, int] | None = None) -> str:
         registry = CollectorRegistry()
         metrics = ConsumerMetrics.create(registry)
         metrics.records_in.labels("enrich", "articles.unique").inc(records_in)
-        metrics.lag.labels("enrich", "articles.unique", "0").set(lag)
+        for partition, value in (partitions or {0: lag}).items():
+            metrics.lag.labels("enrich", "articles.unique", str(partition)).set(value)
         server, _thread = start_http_server(0, addr="127.0.0.1", registry=registry)
         servers.append(server)
         return f"http://127.0.0.1:{server.server_port}/metrics"
@@ -45,15 +46,17 @@ def serve() -> Iterator[object]:
         server.server_close()
 
 
-def member(pid: int, url: str, bootstrap: str, role: str = "consumer") -> Announced:
-    return Announced(pid, "enrich", "newswire.enrich", url, bootstrap, 0.0, role)
+def member(
+    pid: int, url: str, bootstrap: str, role: str = "consumer", started: float = 0.0
+) -> Announced:
+    return Announced(pid, "enrich", "newswire.enrich", url, bootstrap, started, role)
 
 
 def test_two_clusters_with_the_same_group_are_two_rows(serve) -> None:
     processes = [
         member(101, serve(10, lag=3), "127.0.0.1:9092"),
         # the same cluster, its address written another way: one group, two members
-        member(102, serve(20, lag=4), " 127.0.0.1:9092 "),
+        member(102, serve(20, partitions={1: 4}), " 127.0.0.1:9092 "),
         member(201, serve(5), "127.0.0.1:9192"),
     ]
     groups = snapshot(processes, interval_s=0.05)
@@ -62,6 +65,17 @@ def test_two_clusters_with_the_same_group_are_two_rows(serve) -> None:
         ("127.0.0.1:9092", "newswire.enrich"): (2, 30.0, 7.0),
         ("127.0.0.1:9192", "newswire.enrich"): (1, 5.0, 0.0),
     }
+
+
+def test_a_partition_reported_by_two_members_counts_once_from_its_newest_owner(serve) -> None:
+    # The old owner still exports partition 5 (scraped mid-rebalance, or a version that
+    # kept series of revoked partitions: issue 12 item 6); the member that joined later
+    # took it over and reports its own, current figure.
+    old = member(101, serve(10, partitions={4: 2, 5: 1164}), "b:9092", started=100.0)
+    new = member(102, serve(20, partitions={5: 0, 6: 3}), "b:9092", started=200.0)
+    for processes in ([old, new], [new, old]):  # whatever the scrape order
+        (group,) = snapshot(processes, interval_s=0.01)
+        assert (group.members, group.lag) == (2, 2.0 + 0.0 + 3.0)
 
 
 def test_producers_are_not_consumer_group_members(serve) -> None:
