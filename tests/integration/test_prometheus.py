@@ -270,13 +270,19 @@ def test_every_panel_query_and_recording_rule_has_data_from_a_real_run(
             )
             broken = [r for r in rules if r["health"] != "ok"]
             assert not broken, broken
-            alerts = prometheus.api("alerts")["alerts"]
-            assert any(
-                a["labels"]["alertname"] == "NewswireFeedFailing"
-                and a["labels"]["feed"] == feeds.url("/broken")
-                and a["state"] in ("pending", "firing")
-                for a in alerts
-            ), alerts
+            # The failing feed is retried with backoff (1 s, 2 s, 4 s, ...): its third
+            # failure in a row, and so the pending alert, may come after the queries above.
+            wait_for(
+                lambda: any(
+                    a["labels"]["alertname"] == "NewswireFeedFailing"
+                    and a["labels"]["feed"] == feeds.url("/broken")
+                    and a["state"] in ("pending", "firing")
+                    for a in prometheus.api("alerts")["alerts"]
+                ),
+                timeout=60,
+                every=1,
+                what="the NewswireFeedFailing alert for the broken feed",
+            )
         finally:
             run.send_signal(signal.SIGTERM)
             try:
