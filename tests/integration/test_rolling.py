@@ -63,6 +63,15 @@ def produce_slowly(settings: Settings, items: list[Article], over_s: float) -> N
     producer.close()
 
 
+@pytest.fixture(params=["confluent"])
+def kafka_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The default client only. kafka-python still wedges a group on Tansu in some runs
+    (it stalled in one clean-clone CI run on a quiet machine, 2026-12-01): the mitigation
+    is incomplete there, and issue 11 stays open for it."""
+    monkeypatch.setenv("NEWSWIRE_KAFKA__CLIENT", str(request.param))
+    return str(request.param)
+
+
 def test_members_come_and_go_during_a_run_nothing_lost_nothing_extra_no_stall(
     settings: Settings, tmp_path: Path
 ) -> None:
