@@ -83,8 +83,20 @@ class KeyTable:
         self.floor = 0
 
     def load(self, keys: np.ndarray, seqs: np.ndarray) -> None:
-        """Replace the contents with the claims (*keys*, *seqs*), in any order."""
-        self._levels = [(_EMPTY, _EMPTY), normalised(keys, seqs, self.floor)]
+        """Replace the contents with the claims (*keys*, *seqs*), in any order.
+
+        The arrays become the table's and are sorted in place: loading millions of keys
+        holds little more than them (an order and one array's copy at a time).
+        """
+        order = np.argsort(keys)
+        np.take(keys, order, out=keys)
+        np.take(seqs, order, out=seqs)
+        del order
+        # A key claimed twice (few: 60-bit collisions) stays twice, the last of its run
+        # given the highest seq, which is the one :meth:`get` reads (no copy of the arrays).
+        for i in np.flatnonzero(keys[1:] == keys[:-1]).tolist():
+            seqs[i + 1] = max(seqs[i], seqs[i + 1])
+        self._levels = [(_EMPTY, _EMPTY), (keys, seqs)]
 
     def claim(self, keys: np.ndarray, seqs: np.ndarray) -> None:
         """Record claims: each of *keys* is now held by the matching seq, unless a higher
@@ -116,8 +128,9 @@ class KeyTable:
         for level_keys, level_seqs in self._levels:
             if not len(level_keys):
                 continue
-            positions = np.searchsorted(level_keys, asked)
-            np.minimum(positions, len(level_keys) - 1, out=positions)
+            # The last of equal keys (see load): the position right of them, less one.
+            positions = np.searchsorted(level_keys, asked, side="right") - 1
+            np.maximum(positions, 0, out=positions)
             hit = level_keys[positions] == asked
             np.maximum(found, np.where(hit, level_seqs[positions], 0), out=found)
         found[found < self.floor] = 0

@@ -352,7 +352,9 @@ _KEY_COLUMNS = (
     "seq, article, coalesce(content, 0), content IS NOT NULL, sketch, reason, claimant, "
     "unheld, replaces"
 )
-_READ_CHUNK = 50_000
+_READ_CHUNK = 10_000
+#: The most keys one entry holds: URL, content, the bands and a claim key.
+_MAX_KEYS = 3 + BANDS_PER_SKETCH
 _EVICT_CHUNK = 2000
 _CACHE_KIB = 32 * 1024
 
@@ -556,11 +558,17 @@ class SqliteSeenIndex:
         last = self._db.execute("SELECT max(seq) FROM dedup_entries").fetchone()[0]
         return int(first or 0), int(last or 0)
 
-    def _read_claims(self, after: int) -> None:
-        """Add the keys held by the entries after seq *after* to the table (all of them, at
-        the first batch; then those that processes sharing the file appended since)."""
+    def _read_claims(self, after: int, last: int) -> None:
+        """Add the keys held by the entries after seq *after*, up to *last*, to the table:
+        all of them at the first batch, then those that processes sharing the file
+        appended since (and the claim keys their updates granted to earlier entries)."""
         assert self._table is not None
-        parts = []
+        initial = not len(self._table)
+        capacity = (last - after) * _MAX_KEYS if initial else 0
+        # At the first batch, filled in place and loaded as they are: no copies of millions.
+        keys = np.empty(capacity, dtype=np.int64)
+        seqs = np.empty(capacity, dtype=np.int64)
+        filled = 0
         while True:
             rows = self._db.execute(
                 f"SELECT {_KEY_COLUMNS} FROM dedup_entries WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -568,7 +576,16 @@ class SqliteSeenIndex:
             ).fetchall()
             if not rows:
                 break
-            keys, seqs = claims_of_rows(rows)
+            after = int(rows[-1][0])
+            new_keys, new_seqs = claims_of_rows(rows)
+            if initial:
+                # Every entry an update took a key over from is read too: its row says
+                # what it holds now.
+                count = min(len(new_keys), capacity - filled)
+                keys[filled : filled + count] = new_keys[:count]
+                seqs[filled : filled + count] = new_seqs[:count]
+                filled += count
+                continue
             replaced = [int(r[8]) for r in rows if r[8] is not None]
             if replaced:
                 # An update took the URL over from *replaced*, which holds its claim key now.
@@ -576,15 +593,13 @@ class SqliteSeenIndex:
                 grants = self._db.execute(
                     f"SELECT claimant, seq FROM dedup_entries WHERE seq IN ({marks})", replaced
                 ).fetchall()
-                keys = np.concatenate([keys, [claim_key(int(c)) for c, _ in grants]])
-                seqs = np.concatenate([seqs, [int(s) for _, s in grants]])
-            parts.append((keys.astype(np.int64), seqs.astype(np.int64)))
-            after = int(rows[-1][0])
-        if parts:
-            # One claim for all: one sort, instead of merging levels again and again.
-            self._table.claim(
-                np.concatenate([k for k, _ in parts]), np.concatenate([s for _, s in parts])
-            )
+                new_keys = np.concatenate([new_keys, [claim_key(int(c)) for c, _ in grants]])
+                new_seqs = np.concatenate([new_seqs, [int(s) for _, s in grants]])
+            self._table.claim(new_keys.astype(np.int64), new_seqs.astype(np.int64))
+        if initial:
+            keys.resize(filled, refcheck=False)
+            seqs.resize(filled, refcheck=False)
+            self._table.load(keys, seqs)
 
     def begin(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
@@ -596,7 +611,7 @@ class SqliteSeenIndex:
             self._seen_seq = 0
         self._table.floor = first or self._next_seq
         if last > self._seen_seq:
-            self._read_claims(max(self._seen_seq, first - 1))
+            self._read_claims(max(self._seen_seq, first - 1), last)
             self._seen_seq = last
         self._size = last - first + 1 if last else 0
         self._pending_size = self._size
@@ -665,7 +680,8 @@ class SqliteSeenIndex:
                 keys.extend((key, grant))
                 seqs.extend((entry.seq, old))
                 self._db.execute(
-                    f"UPDATE dedup_entries SET reason = reason | {CLAIM_FLAG} WHERE seq = ?",
+                    f"UPDATE dedup_entries SET reason = reason | {CLAIM_FLAG}, "
+                    f"unheld = unheld | {1 << _TAG_URL} WHERE seq = ?",
                     (old,),
                 )
             rows.append((*row, unheld_bits(entry, held), replaces))

@@ -39,7 +39,7 @@ def test_a_key_is_held_by_its_highest_seq_claim_and_freed_below_the_floor(monkey
     assert len(table) < seq
 
 
-def test_loading_keeps_the_highest_seq_of_each_key_and_drops_the_evicted() -> None:
+def test_loaded_claims_give_each_key_its_highest_seq_and_free_the_evicted() -> None:
     table = KeyTable()
     table.floor = 3
     keys = np.array([5, -9, 5, 7, 2**62, -9], dtype=np.int64)
@@ -47,7 +47,8 @@ def test_loading_keeps_the_highest_seq_of_each_key_and_drops_the_evicted() -> No
     table.load(keys, seqs)
     probe = np.array([5, -9, 7, 2**62, 11], dtype=np.int64)
     assert table.get(probe).tolist() == [9, 6, 0, 3, 0]
-    assert len(table) == 3  # 7 (seq 2) was evicted; 5 and -9 once each
+    keys, seqs = table.held()  # 7 (seq 2) was evicted; 5 and -9 held once each
+    assert (keys.tolist(), seqs.tolist()) == ([-9, 5, 2**62], [6, 9, 3])
     table.claim(np.array([7, 5], dtype=np.int64), np.array([10, 8], dtype=np.int64))
     assert table.get(probe).tolist() == [9, 6, 10, 3, 0]
 
