@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,13 @@ from consumers.dedup import DedupConsumer
 from consumers.dedup.consumer import Verdict
 from consumers.dedup.fingerprint import tokens
 from consumers.dedup.index import open_index
-from consumers.dedup.postgres import PostgresSeenIndex
+from consumers.dedup.postgres import PostgresSeenIndex, lock_schema
 from consumers.dedup.state import Entry, SeenIndex, SqliteSeenIndex
 from newswire.consumer import Event
 from newswire.errors import ConfigError
 from newswire.serde import ARTICLE
 from newswire.topics import RAW
+from tests.conftest import POSTGRES_URL
 from tests.unit.support import ARTICLES, open_dedup, record
 
 LAPTOP = ARTICLES / "006_us-secret-service-laptop-stolen.txt"
@@ -153,6 +155,29 @@ def test_articles_older_than_the_window_are_evicted(state_url: str) -> None:
         assert metric(consumer, "newswire_dedup_evictions_total") == 2
         assert not consumer.judge_batch([event(copy_of(early[0], "c.example"), 1, 0)])[0].duplicate
     finally:
+        consumer.close()
+
+
+@pytest.mark.postgres
+def test_an_instance_evicting_in_another_schema_does_not_stop_this_one(postgres_url: str) -> None:
+    # Two dedup groups in two schemas of one database: the one holding its eviction lock
+    # (mid-way through a long eviction) must not make the other skip its own.
+    import psycopg
+
+    consumer = open_dedup(postgres_url, max_entries=2)
+    other = psycopg.connect(POSTGRES_URL)  # one transaction, rolled back: leaves nothing
+    try:
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        other.execute(f"CREATE SCHEMA {schema}")
+        other.execute(f"SET LOCAL search_path = {schema}")
+        assert lock_schema(other, wait=False)  # the other group's instance is evicting
+        for offset, rec in enumerate(story(n) for n in range(4)):
+            consumer.judge_batch([event(rec, 0, offset)])
+        assert len(consumer.index) == 2
+        assert metric(consumer, "newswire_dedup_evictions_total") == 2
+    finally:
+        other.rollback()
+        other.close()
         consumer.close()
 
 
@@ -429,6 +454,7 @@ def test_a_state_of_the_keys_table_layout_is_migrated(tmp_path: Path) -> None:
 
 _JUDGE_UNTIL_KILLED = """
 import sys
+from tests.conftest import POSTGRES_URL
 from tests.unit.support import open_dedup
 from tests.unit.test_dedup_state import event, story
 
