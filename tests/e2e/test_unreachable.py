@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from newswire.broker import free_port
+from tests.conftest import KAFKA_CLIENTS
 
 COMMANDS = {
     "dlq list": ["dlq", "list"],
@@ -61,6 +62,9 @@ def test_each_command_reports_an_unreachable_broker_in_one_line_and_exits_3(
     assert elapsed < 2 + 30, elapsed
 
 
+# One client: the bound is check_reachable's (a TCP connect loop run before either client
+# is built), and each command on each client is checked against it above.
+@pytest.mark.parametrize("kafka_client", KAFKA_CLIENTS[:1], indirect=True)
 def test_the_default_bound_is_ten_seconds_and_debug_adds_no_traceback(tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
     result, elapsed = newswire(["--debug", "dlq", "list", "--bootstrap", address], tmp_path)
