@@ -145,6 +145,7 @@ class Runner:
         self._lagged: set[TopicPartition] = set()
         self._partition_counts: dict[str, int] = {}
         self._lag_updated = 0.0
+        self._rejoins = 0  # the client's group_rejoins() as last exported
         self._per_event = type(consumer).handle_batch is Consumer.handle_batch
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -205,6 +206,7 @@ class Runner:
                     log.warning("%s: poll failed: %s; retrying", self.consumer.name, exc)
                     self._stop.wait(s.runner.retry_backoff_ms / 1000)
                     continue
+                self._count_rejoins()
                 if not polled:
                     self._update_lag(every_s=0)
                     if until_idle and (batches or self._kafka.assignment()):
@@ -230,6 +232,15 @@ class Runner:
                     break
         finally:
             self._shutdown()
+
+    def _count_rejoins(self) -> None:
+        """Export the joins the client completed after finding the group wedged."""
+        rejoins = self._kafka.group_rejoins() if self._kafka is not None else 0
+        if rejoins > self._rejoins:
+            self.metrics.group_rejoins.labels(self.consumer.name, self.consumer.topics[0]).inc(
+                rejoins - self._rejoins
+            )
+            self._rejoins = rejoins
 
     def _setup(self) -> bool:
         """Set the consumer up; wait out an outage of what it needs (False: stopped meanwhile).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ import kafka.errors as kerrors
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.admin import NewTopic
+from kafka.protocol.consumer import LeaveGroupRequest
 from kafka.structs import OffsetAndMetadata
 
 from newswire.errors import BrokerError
@@ -26,7 +28,7 @@ from newswire.kafka.base import Headers, Rebalance, Record, TopicPartition
 from newswire.kafka.errors import CommitFailedError, RecordTooLargeError
 from newswire.settings import KafkaSettings, ProducerSettings
 
-__all__ = ["KafkaPythonClients", "connection_config"]
+__all__ = ["KafkaPythonClients", "complete_wedged_join", "connection_config"]
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +226,100 @@ class _Listener(ConsumerRebalanceListener):
         self.on_assign([_tp(tp) for tp in assigned])
 
 
+class _WedgeGuard:
+    """Detects a group wedged by Tansu 0.6 and completes its join (DESIGN §6).
+
+    Tansu keeps a member that left (LeaveGroup) while the group was forming as
+    the leader of that join: every JoinGroup response names it, the SyncGroup of
+    each follower fails with REBALANCE_IN_PROGRESS at the same generation, and
+    nothing clears it — a timed-out leader is dropped only while it is still a
+    member, and a fresh member id changes nothing. The only way out is a
+    JoinGroup *with the departed leader's member id*: the broker then takes it
+    as a new member that is the leader, returns the member list, and the
+    SyncGroup with its assignment forms the group.
+
+    So when a follower's SyncGroup has failed that way three times at one
+    generation with one leader (not itself), for at least a session timeout (a
+    live leader syncs within one join), this member leaves under its own id and
+    rejoins as the leader. Hooked into kafka-python's own join loop (the
+    coordinator's response handlers), so the rebalance callbacks run as in any
+    join: nothing unprocessed is committed. On Apache Kafka a follower's
+    SyncGroup never fails like this at an unchanged generation; if it did, a
+    JoinGroup with an unknown member id is refused and the member rejoins afresh.
+    """
+
+    def __init__(self, consumer: KafkaConsumer, patience_s: float, *, tries: int = 3) -> None:
+        self._coordinator = consumer._coordinator
+        #: Consecutive SyncGroup refusals at one generation, over at least *patience_s*,
+        #: that count as a wedge.
+        self._tries = tries
+        self._patience_s = patience_s
+        self._leader = ""
+        self._stuck: tuple[int, str] | None = None  # (generation, leader) refused at
+        self._refusals = 0
+        self._since = 0.0
+        #: Wedges detected and rejoined from (read by the runner for its metric).
+        self.rejoins = 0
+        coordinator = self._coordinator
+        join, sync = (
+            coordinator._process_join_group_response,
+            coordinator._process_sync_group_response,
+        )
+
+        def on_join(response: Any, send_time: float) -> Any:
+            result = join(response, send_time)
+            self._leader = response.leader
+            return result
+
+        def on_sync(response: Any, send_time: float) -> Any:
+            try:
+                result = sync(response, send_time)
+            except kerrors.RebalanceInProgressError:
+                self._refused()
+                raise
+            self._stuck, self._refusals = None, 0
+            return result
+
+        coordinator._process_join_group_response = on_join
+        coordinator._process_sync_group_response = on_sync
+
+    def _refused(self) -> None:
+        coordinator = self._coordinator
+        generation = coordinator._generation
+        me, leader = generation.member_id, self._leader
+        if not leader or leader == me:
+            return
+        key = (generation.generation_id, leader)
+        if key != self._stuck:
+            self._stuck, self._refusals, self._since = key, 0, time.monotonic()
+        self._refusals += 1
+        if self._refusals < self._tries or time.monotonic() - self._since < self._patience_s:
+            return
+        log.warning(
+            "consumer group %s is wedged at generation %d: its leader %s left during the "
+            "join and the broker still waits for it (Tansu); rejoining as that member to "
+            "complete the join",
+            coordinator.group_id,
+            generation.generation_id,
+            leader,
+        )
+        self.rejoins += 1
+        self._stuck, self._refusals = None, 0
+        # Leave under the own id first (not awaited: the JoinGroup below follows it on
+        # the coordinator's connection), or the new assignment would give partitions
+        # to it that nobody reads until its session times out.
+        coordinator._manager.send(
+            LeaveGroupRequest(
+                group_id=coordinator.group_id,
+                member_id=me,
+                members=[LeaveGroupRequest.MemberIdentity(member_id=me, group_instance_id=None)],
+            ),
+            node_id=coordinator.coordinator_id,
+        )
+        # kafka-python's join loop retries at once, with this member id.
+        coordinator.reset_generation(member_id=leader)
+
+
 class KafkaPythonConsumer:
     """:class:`~newswire.kafka.base.ConsumerClient` on ``KafkaConsumer``."""
 
@@ -247,6 +343,11 @@ class KafkaPythonConsumer:
             self._consumer = KafkaConsumer(**connection_config(kafka, role), **options)
         except kerrors.KafkaError as exc:
             raise _broker_error(exc, f"cannot connect a consumer to {kafka.bootstrap}") from exc
+        self._guard = (
+            _WedgeGuard(self._consumer, kafka.session_timeout_ms / 1000)
+            if group is not None
+            else None
+        )
 
     def subscribe(
         self, topics: Sequence[str], *, on_assign: Rebalance, on_revoke: Rebalance
@@ -319,6 +420,9 @@ class KafkaPythonConsumer:
             return False
         return bool(coordinator.rebalance_in_progress() or coordinator.need_rejoin())
 
+    def group_rejoins(self) -> int:
+        return 0 if self._guard is None else self._guard.rejoins
+
     def close(self, *, leave: bool = True) -> None:
         if not leave:
             coordinator = getattr(self._consumer, "_coordinator", None)
@@ -327,6 +431,40 @@ class KafkaPythonConsumer:
                 # broker drops the member when its session times out.
                 coordinator.reset_generation()
         self._consumer.close(autocommit=False)
+
+
+def complete_wedged_join(
+    kafka: KafkaSettings, group: str, topics: Sequence[str], timeout_s: float
+) -> bool:
+    """Join *group* with a throwaway member that completes a wedged join, then leave.
+
+    For clients that cannot rejoin under another member id (librdkafka): the
+    member joins, and if its SyncGroup is refused at one generation by a leader
+    that never syncs (:class:`_WedgeGuard`), it rejoins as that leader, assigns
+    the partitions to the members there are and leaves at once — as the leader
+    of a formed group, which lets the broker pick a live leader for the next
+    join. It fetches nothing it keeps and commits nothing. True if it found the
+    group wedged.
+    """
+    consumer = KafkaConsumer(
+        **connection_config(kafka, "group-rescue"),
+        group_id=group,
+        enable_auto_commit=False,
+        session_timeout_ms=kafka.session_timeout_ms,
+        heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+        max_poll_records=1,
+    )
+    guard = _WedgeGuard(consumer, 0.0, tries=2)
+    try:
+        consumer.subscribe(list(topics))
+        deadline = time.monotonic() + timeout_s
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200)
+    except kerrors.KafkaError as exc:
+        log.warning("consumer group %s: the rescue member failed: %s", group, exc)
+    finally:
+        consumer.close(autocommit=False)
+    return guard.rejoins > 0
 
 
 # -- admin ---------------------------------------------------------------------------------------
