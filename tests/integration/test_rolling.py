@@ -1,11 +1,13 @@
 """Rolling restarts: members added and removed (SIGTERM and SIGKILL) while a run goes on.
 
-On Tansu 0.6 a member that sends LeaveGroup while its JoinGroup is pending is
-still made leader of the completed join, and the others then loop on
-"SyncGroup failed due to coordinator rebalance" with no partitions, for minutes
-(DESIGN §6; ../shared/repro/tansu_leave_during_join.py). Apache Kafka does not
-wedge; newswire's runner never leaves mid-join (it finishes the join, commits,
-then leaves), which is right on both brokers and what this test holds on Tansu.
+On Tansu 0.6 a group wedges when its leader sends LeaveGroup while another
+member's JoinGroup is pending: the broker keeps the departed member as the leader
+of that join, so every follower's SyncGroup fails at the same generation, for
+good (DESIGN §6; ../shared/repro/tansu_leave_during_join.py). The runner never
+leaves mid-join (it finishes the join, commits, then leaves) and closes without
+LeaveGroup when a join outlasts its stop budget; a leader that leaves just as a
+join starts cannot know, so members also detect the wedge and complete the join
+(newswire_consumer_group_rejoins_total). Apache Kafka does not wedge.
 """
 
 from __future__ import annotations
@@ -103,11 +105,13 @@ def test_members_come_and_go_during_a_run_nothing_lost_nothing_extra_no_stall(
             group.append(pipeline.spawn(stage, instances[stage]))
             pipeline.processes.append(group[-1])
             changes.append(f"+{stage}")
-            time.sleep(rng.uniform(0.5, 1.2))  # the new process is starting and joining
+            # The new member subscribes; its join is in flight for about a second (Tansu
+            # holds a follower's JoinGroup): the old one goes at a random point of it.
+            new = group[-1]
+            wait_for(lambda m=new: running(m), timeout=30, what=f"{new.label} running")
+            time.sleep(rng.uniform(0.0, 0.8))
             if len(group) > 1:
                 victim = group.pop(0)
-                # Consuming (its signal handlers installed), not still starting.
-                wait_for(lambda v=victim: running(v), timeout=30, what=f"{victim.label} running")
                 if n % 3 == 2:
                     os.kill(victim.process.pid, signal.SIGKILL)
                     victim.process.wait(10)
