@@ -287,12 +287,16 @@ class Runner:
     def _finish_join(self) -> bool:
         """Before leaving the group, let a join in flight complete; False if it did not.
 
-        A member that sends LeaveGroup while its JoinGroup is pending wedges the group
-        on Tansu 0.6 (it is made leader of the join it left; the others loop on
-        SyncGroup for minutes, DESIGN §6). So a stop during a rebalance polls on —
-        records fetched meanwhile are not handled, and not committed: the partition's
-        next owner reads them — until the join completes (the revoke callback commits
-        what is pending); then the member leaves. Apache Kafka needs none of this and
+        On Tansu 0.6 a leader that sends LeaveGroup while the group is forming stays
+        the leader of that join, and the others' SyncGroup is refused for good
+        (DESIGN §6). So a stop during a rebalance polls on — records fetched
+        meanwhile are not handled, and not committed: the partition's next owner
+        reads them — until the join completes (the revoke callback commits what is
+        pending); then the member leaves. If it does not complete in time, the
+        member closes without LeaveGroup and the group drops it after its session
+        timeout. A leader stopped just as another member starts joining cannot see
+        it; the members then detect the wedge and complete the join themselves
+        (:meth:`ConsumerClient.group_rejoins`). Apache Kafka needs none of this and
         loses nothing by it: the wait is one join, bounded.
         """
         if self._kafka is None or not self._kafka.rebalancing():

@@ -463,6 +463,10 @@ def complete_wedged_join(
     except kerrors.KafkaError as exc:
         log.warning("consumer group %s: the rescue member failed: %s", group, exc)
     finally:
+        if not consumer.assignment():
+            # Its own join did not complete: leaving now could wedge the group again
+            # (it may be that join's leader). Let its session time out instead.
+            consumer._coordinator.reset_generation()
         consumer.close(autocommit=False)
     return guard.rejoins > 0
 
