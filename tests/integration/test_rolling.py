@@ -25,6 +25,7 @@ from kafka import KafkaConsumer
 from prometheus_client import CollectorRegistry
 
 from newswire import Article, Consumer
+from newswire.kafka import open_clients
 from newswire.pipeline import Pipeline, StageProcess
 from newswire.runner import Runner
 from newswire.serde import ARTICLE, SingleObjectSerde
@@ -239,3 +240,69 @@ def test_a_group_wedged_by_its_leader_leaving_mid_join_recovers(settings: Settin
         runner_thread.join(30)
         if bystander is not None:
             bystander.close()
+
+
+def test_a_leader_closed_without_leaving_mid_join_does_not_wedge_the_group(
+    settings: Settings,
+) -> None:
+    """The runner's way out when a join outlasts its stop budget: ``close(leave=False)``
+    sends no LeaveGroup on either client, so the group drops the member after its session
+    timeout instead of wedging (librdkafka's close() always leaves: the adapter drops
+    the handle unclosed)."""
+    group = "newswire.noleave"
+    clients = open_clients(settings.kafka, settings.producer, check=False)
+    leader = clients.consumer(group, "A")
+    closed = False
+    leader.subscribe([UNIQUE], on_assign=lambda _: None, on_revoke=lambda _: None)
+    stop = threading.Event()
+
+    def poll(member: KafkaConsumer) -> None:
+        while not stop.is_set():
+            member.poll(timeout_ms=50)
+
+    def polled_leader_owns() -> bool:
+        leader.poll(0.5, 10)
+        return bool(leader.assignment())
+
+    members = []
+    try:
+        wait_for(polled_leader_owns, timeout=30, what="A joined")
+        follower = plain_member(settings, group, "B")
+        members.append(follower)
+        threading.Thread(target=poll, args=(follower,), daemon=True).start()
+        wait_for(
+            lambda: polled_leader_owns() and bool(follower.assignment()),
+            timeout=60,
+            what="A and B stable",
+        )
+        joiner = plain_member(settings, group, "C")
+        members.append(joiner)
+        threading.Thread(target=poll, args=(joiner,), daemon=True).start()
+        wait_for(
+            lambda: bool(joiner._coordinator._generation.member_id),
+            timeout=30,
+            what="C's member id",
+        )
+        leader.close(leave=False)  # while C's join is pending
+        closed = True
+
+        def shared() -> bool:
+            mine, theirs = follower.assignment(), joiner.assignment()
+            return (
+                bool(mine)
+                and bool(theirs)
+                and {tp.partition for tp in mine | theirs}
+                == {
+                    0,
+                    1,
+                    2,
+                }
+            )
+
+        wait_for(shared, timeout=60, what="B and C sharing the partitions after A went")
+    finally:
+        stop.set()
+        if not closed:
+            leader.close()
+        for member in members:
+            member.close()
