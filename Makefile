@@ -15,7 +15,7 @@ ARGS ?=
 RUN_DIR ?= .newswire
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench bench-peers bench-e2e bench-venv eval-dedup eval-language clean
+.PHONY: help install run test lint format bench bench-dedup-scale bench-peers bench-e2e bench-venv eval-dedup eval-language clean
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ format: install ## Apply ruff's formatting and safe fixes
 bench: install ## Stage and producer benchmarks (bench_*.py but peers/e2e), ratios to a baseline of the same run
 	@for b in $(filter-out $(LONG_BENCH),$(wildcard benchmarks/bench_*.py)); do \
 		echo "== $$b"; $(PY) $$b || exit 1; done
+
+bench-dedup-scale: install ## Dedup's cost per article with 1M articles remembered vs 10k, memory and startup (no Kafka)
+	$(PY) benchmarks/bench_dedup.py --no-kafka $(ARGS)
 
 bench-venv: $(BENCH_STAMP) ## Create .venv-bench with the bench extra (Quix Streams, py-spy)
 
