@@ -227,9 +227,9 @@ class _Listener(ConsumerRebalanceListener):
 
 
 class _WedgeGuard:
-    """Detects a group wedged by Tansu 0.6 and completes its join (DESIGN §6).
+    """Detects a group wedged by Tansu 0.6 (DESIGN §6); completes its join if *adopt*.
 
-    Tansu keeps a member that left (LeaveGroup) while the group was forming as
+    Tansu keeps a leader that left (LeaveGroup) while the group was forming as
     the leader of that join: every JoinGroup response names it, the SyncGroup of
     each follower fails with REBALANCE_IN_PROGRESS at the same generation, and
     nothing clears it — a timed-out leader is dropped only while it is still a
@@ -238,28 +238,32 @@ class _WedgeGuard:
     as a new member that is the leader, returns the member list, and the
     SyncGroup with its assignment forms the group.
 
-    So when a follower's SyncGroup has failed that way three times at one
-    generation with one leader (not itself), for at least a session timeout (a
-    live leader syncs within one join), this member leaves under its own id and
-    rejoins as the leader. Hooked into kafka-python's own join loop (the
-    coordinator's response handlers), so the rebalance callbacks run as in any
-    join: nothing unprocessed is committed. On Apache Kafka a follower's
-    SyncGroup never fails like this at an unchanged generation; if it did, a
-    JoinGroup with an unknown member id is refused and the member rejoins afresh.
+    A wedge is *tries* SyncGroup refusals at one generation by one leader (not
+    this member), over at least *patience_s* (a live leader syncs within its
+    own join). Hooked into kafka-python's join loop (the coordinator's response
+    handlers). A member that *adopts* then leaves under its own id and rejoins
+    as the departed leader: only :func:`complete_wedged_join`'s throwaway
+    member does, so that two members that see the wedge at once never share a
+    member id (and partitions) for longer than that member lives; the others
+    set :attr:`wedged`. On Apache Kafka a follower's SyncGroup is not refused at
+    an unchanged generation, so this never fires there.
     """
 
-    def __init__(self, consumer: KafkaConsumer, patience_s: float, *, tries: int = 3) -> None:
+    def __init__(
+        self, consumer: KafkaConsumer, patience_s: float, *, tries: int, adopt: bool
+    ) -> None:
         self._coordinator = consumer._coordinator
-        #: Consecutive SyncGroup refusals at one generation, over at least *patience_s*,
-        #: that count as a wedge.
         self._tries = tries
         self._patience_s = patience_s
+        self._adopt = adopt
         self._leader = ""
         self._stuck: tuple[int, str] | None = None  # (generation, leader) refused at
         self._refusals = 0
         self._since = 0.0
-        #: Wedges detected and rejoined from (read by the runner for its metric).
-        self.rejoins = 0
+        #: A wedge was seen since the owner last cleared this (not adopting).
+        self.wedged = False
+        #: Joins completed by rejoining as the departed leader (adopting).
+        self.adopted = 0
         coordinator = self._coordinator
         join, sync = (
             coordinator._process_join_group_response,
@@ -295,16 +299,21 @@ class _WedgeGuard:
         self._refusals += 1
         if self._refusals < self._tries or time.monotonic() - self._since < self._patience_s:
             return
+        self._stuck, self._refusals = None, 0
         log.warning(
             "consumer group %s is wedged at generation %d: its leader %s left during the "
-            "join and the broker still waits for it (Tansu); rejoining as that member to "
-            "complete the join",
+            "join and the broker still waits for it (Tansu); %s",
             coordinator.group_id,
             generation.generation_id,
             leader,
+            "rejoining as that member to complete the join"
+            if self._adopt
+            else "a throwaway member completes the join",
         )
-        self.rejoins += 1
-        self._stuck, self._refusals = None, 0
+        if not self._adopt:
+            self.wedged = True
+            return
+        self.adopted += 1
         # Leave under the own id first (not awaited: the JoinGroup below follows it on
         # the coordinator's connection), or the new assignment would give partitions
         # to it that nobody reads until its session times out.
@@ -343,8 +352,12 @@ class KafkaPythonConsumer:
             self._consumer = KafkaConsumer(**connection_config(kafka, role), **options)
         except kerrors.KafkaError as exc:
             raise _broker_error(exc, f"cannot connect a consumer to {kafka.bootstrap}") from exc
+        self._kafka = kafka
+        self._group = group
+        self._topics: list[str] = []
+        self._rejoins = 0
         self._guard = (
-            _WedgeGuard(self._consumer, kafka.session_timeout_ms / 1000)
+            _WedgeGuard(self._consumer, kafka.session_timeout_ms / 1000, tries=3, adopt=False)
             if group is not None
             else None
         )
@@ -352,7 +365,8 @@ class KafkaPythonConsumer:
     def subscribe(
         self, topics: Sequence[str], *, on_assign: Rebalance, on_revoke: Rebalance
     ) -> None:
-        self._consumer.subscribe(list(topics), listener=_Listener(on_assign, on_revoke))
+        self._topics = list(topics)
+        self._consumer.subscribe(self._topics, listener=_Listener(on_assign, on_revoke))
 
     def assign(self, partitions: Sequence[TopicPartition]) -> None:
         native = [KafkaTopicPartition(tp.topic, tp.partition) for tp in partitions]
@@ -367,6 +381,11 @@ class KafkaPythonConsumer:
             raise _broker_error(exc, f"no metadata for topic={topic!r}") from exc
 
     def poll(self, timeout_s: float, max_records: int) -> Mapping[TopicPartition, Sequence[Record]]:
+        if self._guard is not None and self._guard.wedged:
+            self._guard.wedged = False
+            assert self._group is not None
+            if complete_wedged_join(self._kafka, self._group, self._topics, timeout_s=30.0):
+                self._rejoins += 1
         try:
             polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except kerrors.KafkaError as exc:
@@ -421,7 +440,7 @@ class KafkaPythonConsumer:
         return bool(coordinator.rebalance_in_progress() or coordinator.need_rejoin())
 
     def group_rejoins(self) -> int:
-        return 0 if self._guard is None else self._guard.rejoins
+        return self._rejoins
 
     def close(self, *, leave: bool = True) -> None:
         if not leave:
@@ -438,13 +457,13 @@ def complete_wedged_join(
 ) -> bool:
     """Join *group* with a throwaway member that completes a wedged join, then leave.
 
-    For clients that cannot rejoin under another member id (librdkafka): the
-    member joins, and if its SyncGroup is refused at one generation by a leader
-    that never syncs (:class:`_WedgeGuard`), it rejoins as that leader, assigns
-    the partitions to the members there are and leaves at once — as the leader
-    of a formed group, which lets the broker pick a live leader for the next
-    join. It fetches nothing it keeps and commits nothing. True if it found the
-    group wedged.
+    Called by a member that found its group wedged, or suspects it (librdkafka,
+    which shows no SyncGroup errors): this member joins, and if its SyncGroup is
+    refused at one generation by a leader that never syncs (:class:`_WedgeGuard`),
+    it rejoins as that leader, assigns the partitions to the members there are
+    and leaves at once — as the leader of a formed group, which lets the broker
+    pick a live leader for the next join. It commits nothing, and the records it
+    may fetch meanwhile are dropped. True if it found the group wedged.
     """
     consumer = KafkaConsumer(
         **connection_config(kafka, "group-rescue"),
@@ -454,21 +473,26 @@ def complete_wedged_join(
         heartbeat_interval_ms=kafka.heartbeat_interval_ms,
         max_poll_records=1,
     )
-    guard = _WedgeGuard(consumer, 0.0, tries=2)
+    coordinator = consumer._coordinator
+    guard = _WedgeGuard(consumer, 0.0, tries=2, adopt=True)
     try:
         consumer.subscribe(list(topics))
         deadline = time.monotonic() + timeout_s
-        while not consumer.assignment() and time.monotonic() < deadline:
+        # Until its join completed (with or without partitions: there may be more
+        # members than partitions).
+        while time.monotonic() < deadline:
             consumer.poll(timeout_ms=200)
+            if coordinator.stable() and not coordinator.need_rejoin():
+                break
     except kerrors.KafkaError as exc:
-        log.warning("consumer group %s: the rescue member failed: %s", group, exc)
+        log.warning("consumer group %s: the throwaway member failed: %s", group, exc)
     finally:
-        if not consumer.assignment():
+        if not coordinator.stable():
             # Its own join did not complete: leaving now could wedge the group again
             # (it may be that join's leader). Let its session time out instead.
-            consumer._coordinator.reset_generation()
+            coordinator.reset_generation()
         consumer.close(autocommit=False)
-    return guard.rejoins > 0
+    return guard.adopted > 0
 
 
 # -- admin ---------------------------------------------------------------------------------------
