@@ -19,10 +19,13 @@ syndicated copies (dateline, credit line, last sentence cut) mixed in.
    and sketches, through the index's own ``insert``), bound = N so that every
    batch also evicts; then ``handle_batch`` judges the generated articles in
    batches of 1,000. Target: 1M / 10k ≤ 1.5.
+   Also the startup time: a new process opening the filled state and deriving
+   its keys (SQLite: the in-memory key table) from the file.
 3. **Memory per remembered article**: the SQLite state's size (page_count *
    page_size after a WAL checkpoint, per table from ``dbstat``) divided by the
-   entries, and the process's RSS growth while filling and judging (the page
-   cache is bounded, 64 MiB). With ``--postgres URL`` also
+   entries, and the process's RSS growth while filling (the keys in memory, the
+   page cache of 32 MiB, and memory the allocator keeps after the fill's merges),
+   with the key table's own arrays. With ``--postgres URL`` also
    ``pg_total_relation_size`` of the three tables per entry. Target ≤ 300 B.
 
     .venv/bin/python benchmarks/bench_dedup.py [--articles 5000] [--state-sizes 10000,1000000]
@@ -279,6 +282,15 @@ def state_cost(records: list[dict[str, Any]], size: int, state_url: str) -> dict
     try:
         fill_s = fill(consumer, size)
         rss_filled = _rss_bytes()
+        # Startup: a new process opens the state and (SQLite) derives its keys from the file
+        # at the first batch.
+        consumer.close()
+        started, cpu0 = time.perf_counter(), time.process_time()
+        consumer = open_consumer(settings)
+        consumer.index.begin()
+        consumer.index.rollback()
+        startup_s, startup_cpu_s = time.perf_counter() - started, time.process_time() - cpu0
+        table = getattr(consumer.index, "_table", None)
         started, cpu0 = time.perf_counter(), time.process_time()
         for lo in range(0, len(events), 1000):
             consumer.handle_batch(events[lo : lo + 1000])
@@ -296,6 +308,9 @@ def state_cost(records: list[dict[str, Any]], size: int, state_url: str) -> dict
         "us_per_article": cpu / len(events) * 1e6,
         "articles_per_s": len(events) / elapsed,
         "rss_growth_bytes_per_article": (rss_filled - rss0) / max(1, size),
+        "startup_s": startup_s,
+        "startup_cpu_s": startup_cpu_s,
+        "key_table_bytes_per_article": table.nbytes / max(1, size) if table is not None else None,
     }
 
 
@@ -400,8 +415,13 @@ def print_report(report: dict[str, Any]) -> None:
                 f"  {row['remembered']:>9} remembered: "
                 f"{row['us_per_article']:7.1f} CPU µs/article, "
                 f"{row['bytes_per_article']:.0f} B/article on disk ({tables}); "
-                f"RSS +{row['rss_growth_bytes_per_article']:.0f} B/article; "
-                f"fill {row['fill_s']:.0f}s"
+                f"RSS +{row['rss_growth_bytes_per_article']:.0f} B/article"
+                + (
+                    f" (keys in memory {row['key_table_bytes_per_article']:.0f})"
+                    if row.get("key_table_bytes_per_article") is not None
+                    else ""
+                )
+                + f"; fill {row['fill_s']:.0f}s, startup {row['startup_s']:.1f}s"
             )
         if len(rows) >= 2:
             growth = rows[-1]["us_per_article"] / rows[0]["us_per_article"]

@@ -135,6 +135,14 @@ JOBS: dict[str, Job] = {
     )
 }
 BASELINE_OF = {RAW: "decode", UNIQUE: "decode-unique", ENRICHED: "decode-enriched"}
+#: The Quix Streams job doing each newswire stage's work (issue 10: every stage below it).
+COUNTERPART = {
+    "dedup-exact": "quix-dedup",
+    "dedup-near": "quix-dedup",
+    "enrich": "quix-enrich",
+    "store-sqlite": "quix-store",
+    "store-postgres": "quix-store",
+}
 # Jobs that read a topic run before the jobs that write to it (dedup writes articles.unique,
 # enrich articles.enriched), so that every job reads only the N pre-produced records.
 ORDER = (ENRICHED, UNIQUE, RAW)
@@ -636,6 +644,9 @@ def main(argv: list[str] | None = None) -> int:
                 sum(x[0] for x in runs) / len(runs),
                 sum(x[1] for x in runs) / len(runs),
             )
+    peer_cpu = {
+        j: per_record(r)[0] for j, r in results if j.startswith("quix-") and "error" not in r
+    }
     rows = []
     decode_seen = 0
     for job, r in results:
@@ -656,6 +667,11 @@ def main(argv: list[str] | None = None) -> int:
                 "records_per_s": rate,
                 "cpu_ratio": cpu / b_cpu if b_cpu else None,
                 "wall_ratio": b_rate / rate if rate and b_rate else None,
+                "quix_cpu_ratio": (
+                    cpu / peer_cpu[COUNTERPART[job]]
+                    if peer_cpu.get(COUNTERPART.get(job, ""))
+                    else None
+                ),
                 "complete": r.get("complete", False),
                 "error": r.get("error"),
                 "out": r.get("out", {}),
@@ -694,18 +710,22 @@ def main(argv: list[str] | None = None) -> int:
             f"duplicates on {RAW}; one embedded Tansu broker; {elapsed:.0f}s in all"
         )
         print()
-        print("| job | input | CPU µs/rec | x decode-only CPU | rec/s | x decode-only time |")
-        print("|---|---|---:|---:|---:|---:|")
+        print(
+            "| job | input | CPU µs/rec | x decode-only CPU | x Quix CPU | rec/s "
+            "| x decode-only time |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|")
         for row in rows:
             if row["error"]:
-                print(f"| {row['label']} | {row['topic']} | ERROR | | | |")
+                print(f"| {row['label']} | {row['topic']} | ERROR | | | | |")
                 continue
             flag = "" if row["complete"] else " (INCOMPLETE)"
             cr = f"{row['cpu_ratio']:.2f}" if row["cpu_ratio"] else "-"
+            qr = f"{row['quix_cpu_ratio']:.2f}" if row["quix_cpu_ratio"] else "-"
             wr = f"{row['wall_ratio']:.2f}" if row["wall_ratio"] else "-"
             print(
                 f"| {row['label']}{flag} | {row['topic']} | {row['cpu_us_per_record']:.0f} | "
-                f"{cr} | {row['records_per_s']:,.0f} | {wr} |"
+                f"{cr} | {qr} | {row['records_per_s']:,.0f} | {wr} |"
             )
         print()
         print(
@@ -713,6 +733,8 @@ def main(argv: list[str] | None = None) -> int:
             "subscribe to the N-th record committed; rec/s: from the first record handed out; "
             "x decode-only: against the kafka-python decode-only consumer "
             "on the same topic in this run (articles.raw: mean of the first and last run); "
+            "x Quix: against the Quix Streams job doing the same stage's work "
+            f"({', '.join(f'{k}: {v}' for k, v in COUNTERPART.items())}); "
             "time ratio = baseline rate / job rate (higher is slower)."
         )
         for row in rows:

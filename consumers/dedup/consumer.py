@@ -307,16 +307,20 @@ class DedupConsumer(Consumer):
             raw_title = record.get("title") or ""
             title = tokens(raw_title)
             title_text = " ".join(title)
-            excerpt_text = " ".join(tokens(record.get("excerpt") or ""))
-            body = tokens(record.get("body") or "")
-            body_text = " ".join(body)
+            excerpt = record.get("excerpt")
+            excerpt_words = tokens(excerpt) if excerpt else []
+            excerpt_text = " ".join(excerpt_words)
+            body = record.get("body")
+            words = tokens(body) if body else []
+            text = " ".join(words)
             # The text an article is compared by (see ``content_text``): the body, else
             # title and excerpt, else nothing (too short to tell articles apart).
-            if len(body_text) >= min_chars:
-                words, text = body, body_text
-            else:
+            body_text = text
+            if len(text) < min_chars:
                 text = f"{title_text} {excerpt_text}".strip()
-                words, text = (text.split(), text) if len(text) >= min_chars else ([], "")
+                words = title + excerpt_words if len(text) >= min_chars else []
+                if not words:
+                    text = ""
             if not words:
                 content = None
             elif len(words) < min_words:
@@ -328,15 +332,15 @@ class DedupConsumer(Consumer):
             event_time, ingested = _times(event, now)
             records.append(
                 _Record(
-                    article_id=article_id,
-                    article=id_number(article_id),
-                    claimant=_claimant(event),
-                    event_time=event_time,
-                    ingested=ingested,
-                    content=content,
-                    version=content_hash(f"{title_text}\n{excerpt_text}\n{body_text}"),
-                    words=words,
-                    numbers=_title_numbers(title) if _HAS_DIGIT(raw_title) else None,
+                    article_id,
+                    id_number(article_id),
+                    _claimant(event),
+                    event_time,
+                    ingested,
+                    content,
+                    content_hash(f"{title_text}\n{excerpt_text}\n{body_text}"),
+                    words,
+                    _title_numbers(title) if _HAS_DIGIT(raw_title) else None,
                 )
             )
         if self.near:
@@ -421,26 +425,6 @@ class DedupConsumer(Consumer):
             if holder.claimant == r.claimant:
                 return _verdict_of(holder), None
 
-        def entry(reason: int, kept: Entry | None, similarity: float = 1.0) -> Entry:
-            return Entry(
-                article=r.article,
-                kept=r.article if kept is None else kept.kept,
-                kept_text=_kept_text(r, kept),
-                claimant=r.claimant,
-                reason=reason,
-                similarity=similarity,
-                event_time=r.event_time,
-                content=r.content,
-                numbers=r.numbers,
-                sketch=(
-                    r.sketch.data
-                    if (r.sketch is not None and reason in (KEPT, _URL, UPDATE))
-                    else None
-                ),
-                version=r.version if reason in STORED else None,
-                ingested=r.ingested if reason in STORED else None,
-            )
-
         url_holder = held.get(url_key(r.article))
         if url_holder is not None and url_holder.article == r.article:
             verdict = Verdict(url_holder.kept_id, "url")
@@ -457,14 +441,14 @@ class DedupConsumer(Consumer):
             ):
                 # A new version of a kept article: it takes over the URL key, and claims
                 # the keys of its text (its copies elsewhere are copies of the article).
-                new = entry(UPDATE, url_holder)
+                new = _entry(r, UPDATE, url_holder)
                 new.keys = list(keys)
                 return Verdict(url_holder.kept_id, "update"), new
             if r.content is None or r.content == url_holder.content:
                 return verdict, None
             # The same URL with another text: remember the text too (as the kept article's),
             # so that copies of this version are found.
-            new = entry(_URL, url_holder)
+            new = _entry(r, _URL, url_holder)
             new.keys = keys[1:]
             return verdict, new
 
@@ -475,7 +459,7 @@ class DedupConsumer(Consumer):
                 and content_holder.content == r.content
                 and not _other_numbers(content_holder, r)
             ):
-                new = entry(_CONTENT, content_holder)
+                new = _entry(r, _CONTENT, content_holder)
                 new.keys = keys[:1]
                 return Verdict(content_holder.kept_id, "content"), new
 
@@ -493,11 +477,11 @@ class DedupConsumer(Consumer):
                     best, best_similarity = holder, similarity
             if best is not None:
                 similarity = round(best_similarity, 4)
-                new = entry(_NEAR, best, similarity)
+                new = _entry(r, _NEAR, best, similarity)
                 new.keys = keys[:2] if r.content is not None else keys[:1]
                 return Verdict(best.kept_id, "near", similarity), new
 
-        new = entry(KEPT, None)
+        new = _entry(r, KEPT, None)
         new.keys = keys
         return Verdict(r.article_id), new
 
@@ -590,7 +574,8 @@ def _claimant(event: Event) -> int:
 
 def _title_numbers(title: list[str]) -> int | None:
     """A hash of the set of numbers in the title (its tokens), or None when it has none."""
-    numbers = sorted({w for w in title if _HAS_DIGIT(w)})
+    # isalpha() first: most words have no digit, and it is cheaper than the regex.
+    numbers = sorted({w for w in title if not w.isalpha() and _HAS_DIGIT(w)})
     if not numbers:
         return None
     return xxhash.xxh32_intdigest(" ".join(numbers).encode()) - (1 << 31)
@@ -603,6 +588,26 @@ def _other_numbers(holder: Entry, r: _Record) -> bool:
     and "death toll rises to 12" are different articles however alike their texts.
     """
     return holder.numbers is not None and r.numbers is not None and holder.numbers != r.numbers
+
+
+def _entry(r: _Record, reason: int, kept: Entry | None, similarity: float = 1.0) -> Entry:
+    """The entry that remembers *r*'s verdict (*reason*, a duplicate of *kept* unless None)."""
+    stored = reason in STORED
+    return Entry(
+        article=r.article,
+        kept=r.article if kept is None else kept.kept,
+        claimant=r.claimant,
+        reason=reason,
+        similarity=similarity,
+        event_time=r.event_time,
+        content=r.content,
+        # Kept for the entries that copies are compared with: versions, and other texts.
+        sketch=r.sketch.data if r.sketch is not None and (stored or reason == _URL) else None,
+        kept_text=_kept_text(r, kept),
+        numbers=r.numbers,
+        version=r.version if stored else None,
+        ingested=r.ingested if stored else None,
+    )
 
 
 def _verdict_of(entry: Entry) -> Verdict:

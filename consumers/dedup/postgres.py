@@ -47,6 +47,20 @@ log = logging.getLogger(__name__)
 
 _EVICT_CHUNK = 5000
 _LOCK_ID = 0x6E77_6464  # "nwdd": the advisory lock of the evicting instance
+# Advisory locks are database-wide: the lock is keyed by the schema too, so dedup groups in
+# two schemas of one database never make each other wait or skip eviction.
+_LOCK_KEY = "(%s, hashtext(current_schema()))"
+
+
+def lock_schema(conn: psycopg.Connection[Any], *, wait: bool = True) -> bool:
+    """Take this schema's dedup lock for the current transaction; False if *wait* is off
+    and another instance holds it."""
+    if wait:
+        conn.execute(f"SELECT pg_advisory_xact_lock{_LOCK_KEY}", (_LOCK_ID,))
+        return True
+    row = conn.execute(f"SELECT pg_try_advisory_xact_lock{_LOCK_KEY}", (_LOCK_ID,)).fetchone()
+    return bool(row and row[0])
+
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS newswire_dedup_meta (name text PRIMARY KEY, value bigint NOT NULL,
@@ -82,7 +96,7 @@ class PostgresSeenIndex:
         self._size = 0
         self._conn: psycopg.Connection[Any] | None = None
         with self._connect() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            lock_schema(conn)
             for statement in _DDL.strip().split(";\n"):
                 conn.execute(statement)
             for column in ADDED_COLUMNS:
@@ -259,8 +273,7 @@ class PostgresSeenIndex:
             return 0
         evicted = 0
         with conn.transaction():
-            got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_ID,)).fetchone()
-            if not got or not got[0]:
+            if not lock_schema(conn, wait=False):
                 return 0
             size, newest = (
                 r[0]

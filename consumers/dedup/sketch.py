@@ -145,35 +145,32 @@ def sketch_many(documents: Sequence[Sequence[str]]) -> list[Sketch | None]:
     """The sketches of token lists (one call per batch); None for those under SHINGLE words."""
     if not documents:
         return []
-    hashed = rensa.RMinHash.hash_token_sets(list(documents))
-    counts = np.fromiter((len(d) for d in hashed), dtype=np.int64, count=len(hashed))
-    total = int(counts.sum())
-    flat = np.fromiter(itertools.chain.from_iterable(hashed), dtype=_U64, count=total)
-    starts = np.cumsum(counts) - counts
-    shingles, offsets = _shingle_hashes(flat, starts, counts)
+    hashed = rensa.RMinHash.hash_token_sets(documents)
+    counts = np.fromiter(map(len, hashed), dtype=np.int64, count=len(hashed))
+    flat = np.fromiter(itertools.chain.from_iterable(hashed), dtype=_U64, count=int(counts.sum()))
+    shingles, offsets = _shingle_hashes(flat, np.cumsum(counts) - counts, counts)
     sizes = np.diff(offsets.astype(np.int64))
     wanted = np.flatnonzero(sizes > 0)
     out: list[Sketch | None] = [None] * len(documents)
     if not len(wanted):
         return out
-    # Only documents with shingles go to rensa (an empty set has no signature).
-    keep_offsets = np.zeros(len(wanted) + 1, dtype=_U64)
-    keep_offsets[1:] = np.cumsum(sizes[wanted])
-    parts = [shingles[int(offsets[i]) : int(offsets[i + 1])] for i in wanted]
-    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
-        np.concatenate(parts), keep_offsets, NUM_PERM, SEED
-    )
-    rows = matrix.to_rows()
-    digests = np.fromiter(
-        itertools.chain.from_iterable(rows), dtype=np.uint32, count=len(rows) * NUM_PERM
-    ).reshape(len(rows), NUM_PERM)
-    bands = (digests[:, :_BAND_SLOTS] & np.uint32(0xFFFF)).astype("<u2")
+    # Only documents with shingles go to rensa (an empty set has no signature); the shingles
+    # of the others are no slice of the flat array, so it goes as it is, with their rows
+    # left out of the offsets.
+    keep_offsets = np.concatenate(([0], offsets[wanted + 1])).astype(_U64)
+    rows = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
+        shingles, keep_offsets, NUM_PERM, SEED
+    ).to_rows()
+    digests = np.array(rows, dtype=np.uint32)
+    del rows
+    low = digests[:, :_BAND_SLOTS] & np.uint32(0xFFFF)
+    values = ((low[:, 0::ROWS] << np.uint32(16)) | low[:, 1::ROWS]).tolist()
     nibbles = (digests & np.uint32(0xF)).astype(np.uint8)
-    packed = (nibbles[:, 0::2] << np.uint8(4)) | nibbles[:, 1::2]
-    pairs = bands.astype(np.uint32).reshape(-1, BANDS, ROWS)
-    values = ((pairs[:, :, 0] << np.uint32(16)) | pairs[:, :, 1]).tolist()
     # One bytes object for the batch, sliced per article (fewer small numpy → bytes calls).
-    blob = np.concatenate([bands.view(np.uint8), packed], axis=1).tobytes()
+    blob = np.concatenate(
+        [low.astype("<u2").view(np.uint8), (nibbles[:, 0::2] << np.uint8(4)) | nibbles[:, 1::2]],
+        axis=1,
+    ).tobytes()
     counts_of = sizes.tolist()
     for row, index in enumerate(wanted.tolist()):
         out[index] = Sketch(

@@ -31,23 +31,27 @@ falls more than ``window_s`` behind the newest event time remembered, the
 oldest entries (in arrival order) are evicted with their keys.
 
 Backends: :class:`SqliteSeenIndex` (default; one file, processes on one host
-serialise through its write lock) and
+serialise through its write lock; the keys are held in memory, derived from the
+entries) and
 :class:`~consumers.dedup.postgres.PostgresSeenIndex` (shared by the instances
 of a consumer group on several hosts).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import xxhash
 
+from consumers.dedup.keytable import KeyTable
 from consumers.dedup.sketch import BANDS as BANDS_PER_SKETCH
 from consumers.dedup.sketch import FORMAT, band_keys, band_keys_many
 from newswire.errors import ConfigError
@@ -235,91 +239,75 @@ class SeenIndex(Protocol):
         ...
 
 
-# -- the key filter --------------------------------------------------------------------------------
+# -- the keys an entry holds ---------------------------------------------------------------------
 
-_FILTER_BITS_PER_KEY = 10
-_FILTER_HASHES = 3  # false positives ≈ 1.7 % at 10 bits per key
-_FILTER_MIX = np.array(
-    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64
-)
+#: Bits of Entry "unheld" masks (SQLite): a key's tag is its bit, claim keys' tag 15 is bit 8.
+_CLAIM_BIT = 8
+_BAND_BITS = sum(1 << (_TAG_BAND + i) for i in range(BANDS_PER_SKETCH))
 
 
-class KeyFilter:
-    """A Bloom filter over held keys: most keys a batch looks up are held by nobody (every
-    new article's), and most of the state's cost is in finding that out in the B-tree.
-
-    Never a false "free": every key that may be held was added. Keys of evicted entries
-    stay in it (only a false "maybe", then asked of the database) until :meth:`stale`
-    says the filter has seen twice the keys it was sized for, and it is rebuilt.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        bits = 1 << max(16, int(capacity * _FILTER_BITS_PER_KEY - 1).bit_length())
-        self._shift = np.uint64(64 - (bits.bit_length() - 1))
-        self._words = np.zeros(bits // 64, dtype=np.uint64)
-        self.capacity = capacity
-        self.added = 0
-
-    def _slots(self, keys: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore"):
-            return (keys.view(np.uint64)[None, :] * _FILTER_MIX[:, None]) >> self._shift
-
-    def add(self, keys: np.ndarray) -> None:
-        """Add int64 *keys*."""
-        if not len(keys):
-            return
-        slots = self._slots(keys).ravel()
-        np.bitwise_or.at(
-            self._words, slots >> np.uint64(6), np.uint64(1) << (slots & np.uint64(63))
-        )
-        self.added += len(keys)
-
-    def maybe(self, keys: np.ndarray) -> np.ndarray:
-        """For each of int64 *keys*: False if it is surely not held."""
-        slots = self._slots(keys)
-        bits = (self._words[slots >> np.uint64(6)] >> (slots & np.uint64(63))) & np.uint64(1)
-        return np.asarray(bits.all(axis=0))
-
-    @property
-    def stale(self) -> bool:
-        """Whether evicted entries' keys have made it too full to be of use."""
-        return self.added > 2 * self.capacity
+def _bit(key: int) -> int:
+    tag = key & ((1 << _TAG_BITS) - 1)
+    return 1 << (_CLAIM_BIT if tag == _TAG_CLAIM else tag)
 
 
-def _keys_of_rows(rows: Sequence[Sequence[Any]]) -> np.ndarray:
-    """Every key the entries of *rows* (article, content, sketch, reason, claimant) may hold,
-    claim keys of every stored version included (a superset is all a filter needs)."""
+def unheld_bits(entry: Entry, held: Sequence[int]) -> int:
+    """The bits of the keys *entry* may hold (:func:`entries_keys`) that it does not: those
+    of *held* are its own, the others were another entry's when it was stored."""
+    possible = 1 << _TAG_URL
+    if entry.content is not None:
+        possible |= 1 << _TAG_CONTENT
+    if entry.sketch is not None:
+        possible |= _BAND_BITS
+    if entry.claim:
+        possible |= 1 << _CLAIM_BIT
+    for key in held:
+        possible &= ~_bit(key)
+    return possible
+
+
+def _bits_of(keys: np.ndarray) -> np.ndarray:
+    """:func:`_bit` of each of int64 *keys*."""
+    tags = keys & ((1 << _TAG_BITS) - 1)
+    return np.where(tags == _TAG_CLAIM, 1 << _CLAIM_BIT, 1 << tags)
+
+
+def _column(rows: Sequence[Sequence[Any]], i: int) -> np.ndarray:
+    return np.fromiter(map(itemgetter(i), rows), dtype=np.int64, count=len(rows))
+
+
+def claims_of_rows(rows: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, seqs) of the keys the entries of *rows* (of ``_KEY_COLUMNS``) hold: every key
+    an entry may hold but those its ``unheld`` bits name."""
     if not rows:
-        return np.zeros(0, dtype=np.int64)
-    articles = np.array([r[0] for r in rows], dtype=np.int64).view(np.uint64)
-    contents = np.array([r[1] for r in rows if r[1] is not None], dtype=np.int64).view(np.uint64)
-    sketches = [bytes(r[2]) for r in rows if r[2] is not None]
-    claimants = np.array(
-        [r[4] for r in rows if (int(r[3]) & ~CLAIM_FLAG) in STORED or int(r[3]) & CLAIM_FLAG],
-        dtype=np.int64,
-    ).view(np.uint64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    seqs = _column(rows, 0)
+    unheld = _column(rows, 7)
     low = ~np.uint64((1 << _TAG_BITS) - 1)
-    parts = [
-        (articles & low) | np.uint64(_TAG_URL),
-        (contents & low) | np.uint64(_TAG_CONTENT),
-        (claimants & low) | np.uint64(_TAG_CLAIM),
-    ]
-    if sketches:
-        values = np.array(band_keys_many(sketches), dtype=np.uint64)
-        tags = np.arange(values.shape[1], dtype=np.uint64) + np.uint64(_TAG_BAND)
-        parts.append(((values << np.uint64(_TAG_BITS)) | tags[None, :]).ravel())
-    return np.concatenate(parts).view(np.int64)
 
+    def tagged(values: np.ndarray, tag: int) -> np.ndarray:
+        return ((values.view(np.uint64) & low) | np.uint64(tag)).view(np.int64)
 
-def _entry_keys_array(entries: Sequence[Entry]) -> np.ndarray:
-    """The keys of new entries for the filter (claimed, taken over and claim keys)."""
-    keys: list[int] = []
-    for e in entries:
-        keys.extend(e.keys)
-        keys.extend(grant for _, _, grant in e.takeover)
-        if e.reason in STORED:
-            keys.append(claim_key(e.claimant))
-    return np.array(keys, dtype=np.int64)
+    def holds(bit: int) -> np.ndarray:
+        return (unheld & (1 << bit)) == 0
+
+    keys = [tagged(_column(rows, 1), _TAG_URL)[holds(_TAG_URL)]]
+    owners = [seqs[holds(_TAG_URL)]]
+    pick = (_column(rows, 3) != 0) & holds(_TAG_CONTENT)
+    keys.append(tagged(_column(rows, 2), _TAG_CONTENT)[pick])
+    owners.append(seqs[pick])
+    pick = ((_column(rows, 5) & CLAIM_FLAG) != 0) & holds(_CLAIM_BIT)
+    keys.append(tagged(_column(rows, 6), _TAG_CLAIM)[pick])
+    owners.append(seqs[pick])
+    sketched = [i for i, r in enumerate(rows) if r[4] is not None]
+    if sketched:
+        values = np.array(band_keys_many([rows[i][4] for i in sketched]), dtype=np.int64)
+        tags = np.arange(BANDS_PER_SKETCH, dtype=np.int64) + _TAG_BAND
+        band_keys = (values << _TAG_BITS) | tags[None, :]
+        held = (unheld[sketched][:, None] >> tags[None, :]) & 1 == 0
+        keys.append(band_keys[held])
+        owners.append(np.broadcast_to(seqs[sketched][:, None], held.shape)[held])
+    return np.concatenate(keys), np.concatenate(owners)
 
 
 # -- SQLite ------------------------------------------------------------------------------------
@@ -339,9 +327,10 @@ CREATE TABLE IF NOT EXISTS dedup_entries (
     kept_text TEXT,
     numbers INTEGER,
     version INTEGER,
-    ingested INTEGER
+    ingested INTEGER,
+    unheld INTEGER NOT NULL DEFAULT 0,
+    replaces INTEGER
 );
-CREATE TABLE IF NOT EXISTS dedup_keys (key INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
 """
 ENTRY_COLUMNS = (
     "article, kept, claimant, reason, similarity, event_time, content, sketch, kept_text, "
@@ -350,8 +339,24 @@ ENTRY_COLUMNS = (
 #: Columns added since the first release of this table (added to an older state on open).
 ADDED_COLUMNS = ("version", "ingested")
 JOINED_ENTRY_COLUMNS = ", ".join(f"e.{c.strip()}" for c in ENTRY_COLUMNS.split(","))
+#: SQLite only: the keys an entry may hold but does not (bits: see :func:`unheld_bits`), and
+#: the entry an update took the URL key over from.
+SQLITE_ADDED_COLUMNS = (
+    ("version", "INTEGER"),
+    ("ingested", "INTEGER"),
+    ("unheld", "INTEGER NOT NULL DEFAULT 0"),
+    ("replaces", "INTEGER"),
+)
+#: What the keys of an entry are derived from (see :func:`claims_of_rows`).
+_KEY_COLUMNS = (
+    "seq, article, coalesce(content, 0), content IS NOT NULL, sketch, reason, claimant, "
+    "unheld, replaces"
+)
+_READ_CHUNK = 10_000
+#: The most keys one entry holds: URL, content, the bands and a claim key.
+_MAX_KEYS = 3 + BANDS_PER_SKETCH
 _EVICT_CHUNK = 2000
-_CACHE_BYTES_PER_ENTRY = 200
+_CACHE_KIB = 32 * 1024
 
 
 def entry_from_row(row: Sequence[Any]) -> Entry:
@@ -436,11 +441,20 @@ def entry_row(entry: Entry) -> tuple[object, ...]:
 
 
 class SqliteSeenIndex:
-    """A SeenIndex in one SQLite file (WAL).
+    """A SeenIndex in one SQLite file (WAL): the entries in seq order, the keys in memory.
+
+    The file holds only the entries, each with the ``unheld`` bits of the keys it
+    may hold but does not; which entry holds a key is derived from them into a
+    :class:`~consumers.dedup.keytable.KeyTable` when the index is first used, and
+    kept up to date from then on. A batch appends its entries at the end of the
+    table and evicts from its start: no write lands at a random place, whatever
+    the state's size.
 
     A batch runs in one ``BEGIN IMMEDIATE`` transaction: processes sharing the
-    file on one host take turns, so lookup and claim are atomic. Sharing across
-    hosts needs the PostgreSQL backend.
+    file on one host take turns, so lookup and claim are atomic; each first reads
+    the entries the others appended since it last looked (an update names the
+    entry it took the URL from, ``replaces``, which is given its claim key).
+    Sharing across hosts needs the PostgreSQL backend.
     """
 
     def __init__(
@@ -456,24 +470,24 @@ class SqliteSeenIndex:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        # The key B-tree is written and read at random places: with fewer of its pages
-        # cached than it has, each batch reads and writes pages from the file, and the cost
-        # per article grows with the state. ~200 B per remembered article holds the keys
-        # (≈ 140 B) and the entries' hot ends (newest and oldest); 64 MiB at least.
-        cache_kib = max(65_536, max_entries * _CACHE_BYTES_PER_ENTRY // 1024)
-        self._db.execute(f"PRAGMA cache_size=-{cache_kib}")
+        # Batches read the entries their keys lead to (few, mostly recent) and write at
+        # the table's two ends: a small cache holds those pages.
+        self._db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+        self._table: KeyTable | None = None  # built at the first batch (not for a mere check)
+        self._seen_seq = 0
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._migrate()
-            self._size = int(self._db.execute("SELECT count(*) FROM dedup_entries").fetchone()[0])
             self._watermark = int(self._meta("watermark") or 0)
-            self._build_filter()
+            first, last = self._bounds()
+            self._size = last - first + 1 if last else 0
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             self._db.close()
             raise
         self._next_seq = 0
+        self._claims: list[tuple[list[int], list[int]]] = []
 
     def _migrate(self) -> None:
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
@@ -484,9 +498,9 @@ class SqliteSeenIndex:
         for statement in _SQLITE_DDL.strip().split(";\n"):
             self._db.execute(statement)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(dedup_entries)")}
-        for column in ADDED_COLUMNS:
+        for column, kind in SQLITE_ADDED_COLUMNS:
             if column not in columns:
-                self._db.execute(f"ALTER TABLE dedup_entries ADD COLUMN {column} INTEGER")
+                self._db.execute(f"ALTER TABLE dedup_entries ADD COLUMN {column} {kind}")
         stored = self._meta("format")
         if stored is None:
             self._db.execute("INSERT INTO dedup_meta VALUES ('format', ?)", (FORMAT,))
@@ -496,115 +510,193 @@ class SqliteSeenIndex:
                 f"{FORMAT!r}; point NEWSWIRE_DEDUP__STATE_URL at a new file",
                 url=str(self.path),
             )
+        if "dedup_keys" in tables:
+            self._migrate_keys_table()
+
+    def _migrate_keys_table(self) -> None:
+        """Layout 1 kept every key in a table: record in each entry the keys it does not
+        hold, then drop the table (once, at the first open by this version)."""
+        log.warning("%s: moving the dedup keys into the entries (once)", self.path)
+        holders = self._db.execute("SELECT key, seq FROM dedup_keys ORDER BY key").fetchall()
+        held_keys = np.array([h[0] for h in holders], dtype=np.int64)
+        held_seqs = np.array([h[1] for h in holders], dtype=np.int64)
+        updates: list[tuple[int, int]] = []
+        seq = 0
+        while True:
+            rows = self._db.execute(
+                f"SELECT {_KEY_COLUMNS} FROM dedup_entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, _READ_CHUNK),
+            ).fetchall()
+            if not rows:
+                break
+            seq = int(rows[-1][0])
+            # Every key the entries may hold (nothing unheld yet), and whether they do.
+            keys, seqs = claims_of_rows([(*r[:7], 0) for r in rows])
+            positions = np.minimum(np.searchsorted(held_keys, keys), max(0, len(held_keys) - 1))
+            holds = (held_keys[positions] == keys) & (held_seqs[positions] == seqs)
+            row_seqs = np.array([r[0] for r in rows], dtype=np.int64)
+            bits = np.zeros(len(rows), dtype=np.int64)
+            not_held = ~holds
+            np.bitwise_or.at(
+                bits, np.searchsorted(row_seqs, seqs[not_held]), _bits_of(keys[not_held])
+            )
+            changed = np.flatnonzero(bits)
+            updates.extend(zip(bits[changed].tolist(), row_seqs[changed].tolist(), strict=True))
+        self._db.executemany("UPDATE dedup_entries SET unheld = ? WHERE seq = ?", updates)
+        self._db.execute("DROP TABLE dedup_keys")
 
     def _meta(self, name: str) -> Any:
         row = self._db.execute("SELECT value FROM dedup_meta WHERE name = ?", (name,)).fetchone()
         return None if row is None else row[0]
 
-    _FILTER_COLUMNS = "article, content, sketch, reason, claimant, seq"
+    def _bounds(self) -> tuple[int, int]:
+        """The first and last seq remembered (0, 0 when none): entries are appended and
+        evicted in seq order, so they are every seq in between."""
+        # Two queries: SQLite reads one end of the B-tree for a lone min() or max(), but
+        # scans the whole table for both in one.
+        first = self._db.execute("SELECT min(seq) FROM dedup_entries").fetchone()[0]
+        last = self._db.execute("SELECT max(seq) FROM dedup_entries").fetchone()[0]
+        return int(first or 0), int(last or 0)
 
-    def _build_filter(self) -> None:
-        """The key filter of every entry in the file (at open, and when it has gone stale)."""
-        self._filter = KeyFilter(max(self.max_entries, self._size) * (3 + BANDS_PER_SKETCH))
-        self._seen_seq = 0
-        self._refresh_filter()
-
-    def _refresh_filter(self) -> None:
-        """Add the keys of entries other processes sharing the file stored since we looked.
-
-        Runs under the write lock, so entries appear in seq order and none is missed.
-        """
+    def _read_claims(self, after: int, last: int) -> None:
+        """Add the keys held by the entries after seq *after*, up to *last*, to the table:
+        all of them at the first batch, then those that processes sharing the file
+        appended since (and the claim keys their updates granted to earlier entries)."""
+        assert self._table is not None
+        initial = not len(self._table)
+        capacity = (last - after) * _MAX_KEYS if initial else 0
+        # At the first batch, filled in place and loaded as they are: no copies of millions.
+        keys = np.empty(capacity, dtype=np.int64)
+        seqs = np.empty(capacity, dtype=np.int64)
+        filled = 0
         while True:
             rows = self._db.execute(
-                f"SELECT {self._FILTER_COLUMNS} FROM dedup_entries WHERE seq > ? "
-                "ORDER BY seq LIMIT 50000",
-                (self._seen_seq,),
+                f"SELECT {_KEY_COLUMNS} FROM dedup_entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, _READ_CHUNK),
             ).fetchall()
             if not rows:
-                return
-            self._filter.add(_keys_of_rows(rows))
-            self._seen_seq = int(rows[-1][-1])
+                break
+            after = int(rows[-1][0])
+            new_keys, new_seqs = claims_of_rows(rows)
+            if initial:
+                # Every entry an update took a key over from is read too: its row says
+                # what it holds now.
+                count = min(len(new_keys), capacity - filled)
+                keys[filled : filled + count] = new_keys[:count]
+                seqs[filled : filled + count] = new_seqs[:count]
+                filled += count
+                continue
+            replaced = [int(r[8]) for r in rows if r[8] is not None]
+            if replaced:
+                # An update took the URL over from *replaced*, which holds its claim key now.
+                marks = ",".join("?" * len(replaced))
+                grants = self._db.execute(
+                    f"SELECT claimant, seq FROM dedup_entries WHERE seq IN ({marks})", replaced
+                ).fetchall()
+                new_keys = np.concatenate([new_keys, [claim_key(int(c)) for c, _ in grants]])
+                new_seqs = np.concatenate([new_seqs, [int(s) for _, s in grants]])
+            self._table.claim(new_keys.astype(np.int64), new_seqs.astype(np.int64))
+        if initial:
+            keys.resize(filled, refcheck=False)
+            seqs.resize(filled, refcheck=False)
+            self._table.load(keys, seqs)
 
     def begin(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
-        row = self._db.execute("SELECT max(seq) FROM dedup_entries").fetchone()
-        self._next_seq = int(row[0] or 0) + 1
-        if self._filter.stale:
-            self._build_filter()
-        elif self._next_seq - 1 > self._seen_seq:
-            self._refresh_filter()
+        first, last = self._bounds()
+        self._next_seq = last + 1
+        if self._table is None:
+            self._table = KeyTable()
+            self._table.floor = first or self._next_seq
+            self._seen_seq = 0
+        self._table.floor = first or self._next_seq
+        if last > self._seen_seq:
+            self._read_claims(max(self._seen_seq, first - 1), last)
+            self._seen_seq = last
+        self._size = last - first + 1 if last else 0
         self._pending_size = self._size
-        self._pending_watermark = self._watermark
+        self._pending_watermark = self._watermark = int(self._meta("watermark") or 0)
+        self._pending_first = first or self._next_seq
+        self._claims = []
 
     def lookup(self, keys: Collection[int]) -> dict[int, Entry]:
+        """The entries holding *keys* (as of :meth:`begin`: not this batch's own claims)."""
         found: dict[int, Entry] = {}
-        if not keys:
+        if not keys or self._table is None:
             return found
-        candidates = np.fromiter(keys, dtype=np.int64, count=len(keys))
-        unique = candidates[self._filter.maybe(candidates)].tolist()
+        asked = np.fromiter(keys, dtype=np.int64, count=len(keys))
+        seqs = self._table.get(asked)
+        held = seqs != 0
+        if not held.any():
+            return found
+        holders = dict(zip(asked[held].tolist(), seqs[held].tolist(), strict=True))
+        wanted = sorted(set(holders.values()))
         by_seq: dict[int, Entry] = {}
-        for lo in range(0, len(unique), 500):
-            chunk = unique[lo : lo + 500]
+        for lo in range(0, len(wanted), 500):
+            chunk = wanted[lo : lo + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT k.key, {JOINED_ENTRY_COLUMNS} FROM dedup_keys k "
-                f"JOIN dedup_entries e ON e.seq = k.seq WHERE k.key IN ({marks})",
-                chunk,
-            ).fetchall()
-            for row in rows:
-                seq = int(row[-1])
-                entry = by_seq.get(seq)
-                if entry is None:
-                    entry = by_seq[seq] = entry_from_row(row[1:])
-                found[int(row[0])] = entry
+            for row in self._db.execute(
+                f"SELECT {ENTRY_COLUMNS} FROM dedup_entries WHERE seq IN ({marks})", chunk
+            ):
+                by_seq[int(row[-1])] = entry_from_row(row)
+        for key, seq in holders.items():
+            found[key] = by_seq[seq]
         return found
 
     def insert(self, entries: Sequence[Entry]) -> set[int]:
-        rows = []
-        claims: list[tuple[int, int]] = []
-        takeovers: list[tuple[int, int, int, int]] = []
+        assert self._table is not None, "insert() outside begin()/commit()"
+        keys: list[int] = []
+        seqs: list[int] = []
         for entry in entries:
             entry.seq = self._next_seq
             self._next_seq += 1
+            keys.extend(entry.keys)
+            seqs.extend(itertools.repeat(entry.seq, len(entry.keys)))
+        # Under BEGIN IMMEDIATE nobody else writes: a key is lost only on a judge bug or a
+        # 60-bit collision. It stays with its holder; name them so that the judge can tell.
+        lost: set[int] = set()
+        if keys:
+            asked = np.array(keys, dtype=np.int64)
+            lost.update(asked[self._table.get(asked) != 0].tolist())
+            ordered = np.sort(asked)
+            lost.update(ordered[1:][ordered[1:] == ordered[:-1]].tolist())  # claimed twice
+            if lost:
+                kept = [i for i, key in enumerate(keys) if key not in lost]
+                keys, seqs = [keys[i] for i in kept], [seqs[i] for i in kept]
+        rows = []
+        for entry in entries:
             row = entry_row(entry)
             if entry.kept == entry.article:
                 row = (row[0], 0, *row[2:])  # see entry_from_row: 8 bytes less per article
-            rows.append(row)
-            claims.extend((key, entry.seq) for key in entry.keys)
-            takeovers.extend((entry.seq, key, old, grant) for key, old, grant in entry.takeover)
+            held = [k for k in entry.keys if k not in lost] if lost else entry.keys
+            replaces = None
+            for key, old, grant in entry.takeover:
+                if int(self._table.get(np.array([key], dtype=np.int64))[0]) != old:
+                    lost.add(key)
+                    continue
+                # The URL key is this entry's now; the version before holds its claim key.
+                held = [*held, key]
+                replaces = old
+                keys.extend((key, grant))
+                seqs.extend((entry.seq, old))
+                self._db.execute(
+                    f"UPDATE dedup_entries SET reason = reason | {CLAIM_FLAG}, "
+                    f"unheld = unheld | {1 << _TAG_URL} WHERE seq = ?",
+                    (old,),
+                )
+            rows.append((*row, unheld_bits(entry, held), replaces))
             self._pending_watermark = max(self._pending_watermark, entry.event_time)
         self._db.executemany(
-            f"INSERT INTO dedup_entries ({ENTRY_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO dedup_entries ({ENTRY_COLUMNS}, unheld, replaces) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        self._filter.add(_entry_keys_array(entries))
+        self._claims.append((keys, seqs))
         self._pending_size += len(rows)
-        lost: set[int] = set()
-        for seq, key, old, grant in takeovers:
-            # Under BEGIN IMMEDIATE nobody else writes: this fails only on a judge bug.
-            cursor = self._db.execute(
-                "UPDATE dedup_keys SET seq = ? WHERE key = ? AND seq = ?", (seq, key, old)
-            )
-            if cursor.rowcount != 1:
-                lost.add(key)
-                continue
-            self._db.execute("INSERT OR IGNORE INTO dedup_keys VALUES (?, ?)", (grant, old))
-            self._db.execute(
-                f"UPDATE dedup_entries SET reason = reason | {CLAIM_FLAG} WHERE seq = ?", (old,)
-            )
-        cursor = self._db.executemany(
-            "INSERT OR IGNORE INTO dedup_keys (key, seq) VALUES (?, ?)", claims
-        )
-        if cursor.rowcount == len(claims):
-            return lost
-        # A lost key was held before (a judge bug or a 60-bit collision); name them so that
-        # the judge can tell.
-        mine = dict(claims)
-        held = self.lookup(list(mine))
-        return lost | {key for key, entry in held.items() if entry.seq != mine[key]}
+        return lost
 
     def rollback(self) -> None:
+        self._claims = []
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
@@ -619,11 +711,16 @@ class SqliteSeenIndex:
         self._size = self._pending_size
         self._watermark = self._pending_watermark
         self.evicted += evicted
-        # Our own entries are in the filter already; nobody else wrote in between.
-        self._seen_seq = max(self._seen_seq, self._next_seq - 1)
+        # The file has the batch: now the table may know it (nobody else wrote in between).
+        assert self._table is not None
+        self._table.floor = self._pending_first
+        for keys, seqs in self._claims:
+            self._table.claim(np.array(keys, dtype=np.int64), np.array(seqs, dtype=np.int64))
+        self._claims = []
+        self._seen_seq = self._next_seq - 1
 
     def _evict(self) -> int:
-        """Delete the oldest entries beyond the bounds, with the keys they hold."""
+        """Delete the oldest entries beyond the bounds (their keys are free from then on)."""
         cutoff = self._pending_watermark - self.window_s if self.window_s else None
         evicted = 0
         while True:
@@ -631,20 +728,23 @@ class SqliteSeenIndex:
             if excess <= 0 and cutoff is None:
                 break
             rows = self._db.execute(
-                f"SELECT {ENTRY_COLUMNS} FROM dedup_entries ORDER BY seq LIMIT ?",
-                (max(excess, 0) if cutoff is None else _EVICT_CHUNK,),
+                "SELECT seq, event_time FROM dedup_entries ORDER BY seq LIMIT ?",
+                (max(excess, 0) if cutoff is None else max(excess, _EVICT_CHUNK),),
             ).fetchall()
-            victims = eviction_victims(rows, excess, cutoff)
-            if not victims:
+            count = 0
+            for _seq, event_time in rows:
+                if count < excess or (cutoff is not None and event_time < cutoff):
+                    count += 1
+                else:
+                    break
+            if not count:
                 break
-            self._db.executemany(
-                "DELETE FROM dedup_keys WHERE key = ? AND seq = ?",
-                victim_keys(victims),
-            )
-            self._db.execute("DELETE FROM dedup_entries WHERE seq <= ?", (victims[-1].seq,))
-            self._pending_size -= len(victims)
-            evicted += len(victims)
-            if len(victims) < len(rows):
+            last = int(rows[count - 1][0])
+            self._db.execute("DELETE FROM dedup_entries WHERE seq <= ?", (last,))
+            self._pending_first = last + 1
+            self._pending_size -= count
+            evicted += count
+            if count < len(rows):
                 break
         return evicted
 
