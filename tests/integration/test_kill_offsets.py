@@ -98,7 +98,7 @@ def test_after_a_sigkill_the_next_member_starts_at_the_committed_offset(
     killed = _member(settings, "commit", at, killed_log)
     try:
         line = wait_for(
-            lambda: next((ln for ln in _lines(killed_log) if ln.startswith("committed")), None),
+            lambda: next((ln for ln in _lines(killed_log) if ln.startswith("committed")), ""),
             timeout=60,
             what="the first member's commit",
         )
