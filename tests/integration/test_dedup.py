@@ -12,6 +12,7 @@ reported once, as a duplicate of the story's stored article.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import random
 import signal
@@ -332,19 +333,10 @@ def test_sigkill_of_dedup_mid_stream_loses_no_article_and_stores_no_duplicate(
     positions = {claimant_of(RAW, r.partition, r.offset): (r.partition, r.offset) for r in raw}
     state = Path(settings.dedup.state_url.removeprefix("sqlite:///"))
     # Killed mid-stream with judged records uncommitted: waited for on the state and the
-    # group's offsets (not on time), and confirmed once the stage is dead; killed again
-    # (later in the stream) if not confirmed.
-    judged, confirmed = 0, False
-    for before in (0.4, 0.6, 0.8):
-        if confirmed or judged >= len(positions) * before:
-            break  # proved; or the stage raced past this share before a kill caught it
-        _wait_for_progress(state, judged)
-        dedup = next(p for p in pipeline.processes if p.name == "dedup")
-        confirmed = _kill_with_verdicts_uncommitted(settings, dedup, state, positions, before)
-        judged = len(_claimants(state))
-        pipeline.processes.remove(dedup)
-        pipeline.processes.append(pipeline.spawn("dedup"))
-    assert confirmed, "no kill landed with judged records uncommitted: nothing proved"
+    # group's offsets (not on time), and confirmed once the stage is dead.
+    assert _kill_in_window(settings, pipeline, state, positions), (
+        "no kill landed with judged records uncommitted: nothing proved"
+    )
     # Drained: each stage's group has committed the end of every topic it reads (what a
     # redelivery emits again included), so nothing stored can change after the checks.
     for group, topics in (
@@ -506,36 +498,31 @@ def _ahead(
     ]
 
 
-def _wait_for_progress(state: Path, judged: int) -> None:
-    """Until the state holds verdicts on more than *judged* records (a successor is past
-    what its killed predecessor had judged: a kill now lands in its own work)."""
-    wait_for(
-        lambda: len(_claimants(state)) > judged,
-        timeout=60,
-        what=f"dedup to judge more than {judged} records",
-    )
-
-
-def _kill_with_verdicts_uncommitted(
+def _kill_in_window(
     settings: Settings,
-    stage: StageProcess,
+    pipeline: Pipeline,
     state: Path,
     positions: dict[int, tuple[int, int]],
-    before: float,
-) -> bool:
-    """SIGKILL *stage* at a moment when its state holds verdicts of records whose offsets are
-    not committed yet (stored, and then emitted or not: the window DESIGN §4 is about).
+    kills: int = 3,
+) -> int:
+    """SIGKILL the dedup stage, up to *kills* times, each time when its state holds verdicts
+    of records whose offsets are not committed yet (stored, and then emitted or not: the
+    window DESIGN §4 is about), restarting it after each; how many kills landed there.
 
     The stage is frozen (SIGSTOP) at random moments, for a few ms each — less than a
-    session timeout — until the state and the group's committed offsets show that window.
-    *positions* maps the claimant of each record on articles.raw to its (partition, offset);
-    the kill comes before the state holds *before* of them (a share). True when the window
-    is confirmed after the kill: the successor must be given judged records again.
+    session timeout — until the state and the group's settled committed offsets show that
+    window; once it is dead the window is confirmed (or not) from the final offsets. A
+    further kill waits for the successor to make progress (a verdict or a commit), and is
+    not tried once the group has committed everything. *positions* maps the claimant of
+    each record on articles.raw to its (partition, offset).
     """
     from newswire.kafka import open_clients
 
     admin = open_clients(settings.kafka).admin()
     rng = random.Random(7)
+    ends: dict[int, int] = {}
+    for partition, offset in positions.values():
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
 
     def settled() -> tuple[dict[int, int], ...]:
         # A commit sent just before the stop (or the kill) still lands: two reads agree
@@ -543,31 +530,50 @@ def _kill_with_verdicts_uncommitted(
         first = _committed(admin, "newswire.dedup", RAW)
         return (first,) if first == _committed(admin, "newswire.dedup", RAW) else ()
 
-    try:
+    def kill_once(stage: StageProcess) -> bool:
         for _attempt in range(200):
             os.kill(stage.process.pid, signal.SIGSTOP)
             try:
                 time.sleep(0.05)
                 committed = wait_for(settled, timeout=10, what="settled offsets")[0]
-                claimants = _claimants(state)
-                ahead = _ahead(claimants, positions, committed)
-                if ahead and len(claimants) < len(positions) * before:
+                if _ahead(_claimants(state), positions, committed):
                     _kill(stage)  # SIGKILL works on a stopped process
                     break
+                if committed == ends:
+                    break  # finished: nothing left to catch
             finally:
                 if stage.process.poll() is None:
                     os.kill(stage.process.pid, signal.SIGCONT)
             time.sleep(rng.uniform(0.0, 0.03))
-        else:
-            # Not caught (the stage raced ahead, or finished): a plain kill still restarts it.
-            _kill(stage)
-            return False
-
+        if stage.process.poll() is None:
+            _kill(stage)  # not caught: a plain kill still restarts it
         # Dead now: the group's offsets are final until the successor commits.
         final = wait_for(settled, timeout=10, what="the killed member's final offsets")[0]
         return bool(_ahead(_claimants(state), positions, final))
+
+    def progressed(judged: int, final: tuple[dict[int, int], ...]) -> bool:
+        # The successor judged a record its predecessor had not, or committed.
+        return len(_claimants(state)) > judged or settled() not in ((), final)
+
+    confirmed = 0
+    try:
+        for n in range(kills):
+            if n:
+                judged, final = len(_claimants(state)), settled()
+                if final and final[0] == ends:
+                    break  # everything committed: no window left
+                wait_for(
+                    functools.partial(progressed, judged, final),
+                    timeout=60,
+                    what="the restarted dedup to make progress",
+                )
+            dedup = next(p for p in pipeline.processes if p.name == "dedup")
+            confirmed += kill_once(dedup)
+            pipeline.processes.remove(dedup)
+            pipeline.processes.append(pipeline.spawn("dedup"))
     finally:
         admin.close()
+    return confirmed
 
 
 def test_sigkill_of_dedup_amid_updates_gives_every_version_its_verdict(
@@ -593,18 +599,9 @@ def test_sigkill_of_dedup_amid_updates_gives_every_version_its_verdict(
     state = Path(settings.dedup.state_url.removeprefix("sqlite:///"))
     # Three kills; each is confirmed in the window (judged records uncommitted) or not
     # once the stage is dead, and at least one must be: then records were judged twice.
-    confirmed: list[bool] = []
-    judged = 0
-    for before in (0.2, 0.4, 0.6):
-        if judged >= len(positions) * before:
-            break  # the stage raced past this share before a kill caught it
-        _wait_for_progress(state, judged)
-        (dedup,) = pipeline.processes
-        confirmed.append(_kill_with_verdicts_uncommitted(settings, dedup, state, positions, before))
-        judged = len(_claimants(state))
-        pipeline.processes.remove(dedup)
-        pipeline.processes.append(pipeline.spawn("dedup"))
-    assert any(confirmed), "no kill landed with judged records uncommitted: nothing redelivered"
+    assert _kill_in_window(settings, pipeline, state, positions), (
+        "no kill landed with judged records uncommitted: nothing redelivered"
+    )
     versions_of = {
         v["title"] for n in range(stories) for v in (story(n), revision(story(n), 2))
     } | {revision(story(n), 3)["title"] for n in range(stories)}
