@@ -19,12 +19,15 @@ Times run from the first record consumed (group join and first fetch excluded)
 to the last record decoded (baseline) or the last offset commit (store).
 Printed: records/s, the ratio to the baseline, the share of the time spent in
 the database transaction, and this process's CPU use. Target: >= 5,000
-articles/s per backend. With ``--repeat N`` the baseline and the store runs are
-measured N times, interleaved, and the best of each is summarised (on a shared
-machine the best round is the one least disturbed).
+articles/s per backend. The GC is tuned as ``newswire consume`` tunes it
+(``newswire.process.tune_gc``) unless ``--no-tune-gc``. With ``--repeat N``
+the baseline and the store runs are measured N times, interleaved, and the
+best of each is summarised (on a shared machine the best round is the one
+least disturbed).
 
     .venv/bin/python benchmarks/bench_store.py [--articles 20000] [--backends sqlite,postgresql]
         [--repeat 2] [--postgres URL] [--bootstrap HOST:PORT] [--json] [--profile BACKEND]
+        [--no-tune-gc]
 
 ``--postgres`` defaults to ``$NEWSWIRE_BENCH_POSTGRES`` or
 ``postgresql://postgres@127.0.0.1:5432/test``. An unreachable PostgreSQL is
@@ -68,6 +71,7 @@ from consumers.store import StoreConsumer, StoreSettings  # noqa: E402
 from newswire.broker import EmbeddedBroker  # noqa: E402
 from newswire.kafka import open_clients  # noqa: E402
 from newswire.model import EnrichedArticle  # noqa: E402
+from newswire.process import tune_gc  # noqa: E402
 from newswire.runner import Runner  # noqa: E402
 from newswire.serde import ENRICHED_ARTICLE, SingleObjectSerde  # noqa: E402
 from newswire.settings import Settings  # noqa: E402
@@ -462,6 +466,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", metavar="BACKEND", help="also profile one backend's run")
     parser.add_argument("--profile-limit", type=int, default=35)
+    parser.add_argument(
+        "--no-tune-gc",
+        action="store_true",
+        help="leave the GC as it is (`newswire consume` tunes it once a stage is set up)",
+    )
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     for b in [*backends, *([args.profile] if args.profile else [])]:
@@ -471,6 +480,10 @@ def main(argv: list[str] | None = None) -> int:
 
     env = environment()
     records, avro, build_s = build_records(args.articles)
+    if not args.no_tune_gc:
+        # As `newswire consume` runs a stage (and bench_peers its jobs); once, before any
+        # measurement, so that every round's baseline and stores run the same GC.
+        tune_gc()
     rounds: list[Round] = []
     profile = cProfile.Profile() if args.profile else None
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:

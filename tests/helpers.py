@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import threading
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 
 from newswire.kafka import ProducerClient, TopicPartition, open_clients
 from newswire.model import Article
+from newswire.pipeline import Pipeline, StageProcess
 from newswire.settings import Settings
 from newswire.source import Document, Source
 
@@ -53,6 +55,44 @@ def read_topic(settings: Settings, topic: str, *, expect: int, timeout: float = 
         return records
     finally:
         consumer.close()
+
+
+def assigned_partitions(log: Path) -> set[int]:
+    """The partitions of the last assignment a stage process logged (its runner logs each)."""
+    lines = [ln for ln in log.read_text().splitlines() if "partitions assigned" in ln]
+    if not lines:
+        return set()
+    found = re.search(r"\[([\d,]*)\]", lines[-1].rsplit("assigned:", 1)[1])
+    return {int(p) for p in found.group(1).split(",") if p} if found else set()
+
+
+def wait_for_split(stages: list[StageProcess], partitions: int, *, timeout: float = 60.0) -> None:
+    """Wait until the group of *stages* has settled with every member owning partitions:
+    disjoint, non-empty, covering all *partitions*. A test that produces before this point
+    lets the first member to join take all the work (Tansu completes a join as soon as
+    the members it knows have joined)."""
+
+    def split() -> bool:
+        owned = [assigned_partitions(stage.log_path) for stage in stages]
+        everything: set[int] = set().union(*owned)
+        return (
+            all(owned)
+            and sum(map(len, owned)) == len(everything)
+            and everything == set(range(partitions))
+        )
+
+    wait_for(split, timeout=timeout, what=f"{len(stages)} members sharing the partitions")
+
+
+def records_in(pipeline: Pipeline, stage: StageProcess) -> float:
+    """What one stage process has consumed: its ``records_in`` counter, which counts a
+    record once its offset is committed — after its output is flushed, so a test that has
+    read the output must still wait for this."""
+    return sum(
+        value
+        for (name, _), value in pipeline.metrics().get(stage.label, {}).items()
+        if name == "newswire_consumer_records_in_total"
+    )
 
 
 def producer_for(settings: Settings) -> ProducerClient:

@@ -187,7 +187,9 @@ def iso(value: Any) -> str | None:
         return None
     if isinstance(value, dt.datetime):
         if value.tzinfo is dt.UTC:  # what Avro decoding gives: no conversion needed
-            return value.isoformat()
+            # orjson writes the same text as isoformat() in a third of the time (no
+            # utcoffset() call); five times per article, it shows in the store's profile.
+            return orjson.dumps(value)[1:-1].decode()
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC).isoformat()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -27,7 +26,15 @@ from newswire.settings import Settings
 from newswire.status import discover, snapshot
 from newswire.topics import ENRICHED, UNIQUE
 from tests.conftest import SEED
-from tests.helpers import producer_for, read_topic, seed_fields, wait_for
+from tests.helpers import (
+    assigned_partitions,
+    producer_for,
+    read_topic,
+    records_in,
+    seed_fields,
+    wait_for,
+    wait_for_split,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -51,15 +58,6 @@ def send(settings: Settings, topic: str, items: list[Article]) -> None:
     for item in items:
         producer.produce(topic, SERDE.encode(schema, item.model_dump()), key=item.id.encode())
     assert producer.close() == []
-
-
-def assigned_partitions(log: Path) -> set[int]:
-    """The partitions of the last assignment a stage logged."""
-    lines = [ln for ln in log.read_text().splitlines() if "partitions assigned" in ln]
-    if not lines:
-        return set()
-    found = re.search(r"\[([\d,]*)\]", lines[-1].rsplit("assigned:", 1)[1])
-    return {int(p) for p in found.group(1).split(",") if p} if found else set()
 
 
 @pytest.fixture
@@ -91,12 +89,7 @@ def test_plugin_from_the_example_package_runs_via_newswire_consume(
 def _two_enrich_instances(pipeline: Pipeline, settings: Settings) -> list:  # type: ignore[type-arg]
     pipeline.start()
     pipeline.processes.extend([pipeline.spawn("enrich", 1), pipeline.spawn("enrich", 2)])
-
-    def split() -> bool:
-        a, b = (assigned_partitions(p.log_path) for p in pipeline.processes)
-        return bool(a) and bool(b) and not a & b and a | b == set(range(settings.kafka.partitions))
-
-    wait_for(split, timeout=60, what="two members sharing the partitions")
+    wait_for_split(pipeline.processes, settings.kafka.partitions)
     return pipeline.processes
 
 
@@ -110,14 +103,18 @@ def test_two_instances_split_the_partitions_and_process_each_record_once(
     out = read_topic(settings, ENRICHED, expect=len(items), timeout=60)
     keys = [r.key for r in out]
     assert sorted(keys) == sorted(a.id.encode() for a in items)  # each exactly once
-    per_process = pipeline.metrics()
+    # A record is counted once its offset is committed, after its output is flushed: the
+    # output can be read before the counters move.
+    wait_for(
+        lambda: records_in(pipeline, first) + records_in(pipeline, second) >= len(items),
+        timeout=30,
+        what="both members' commits",
+    )
     for stage in (first, second):
-        consumed = sum(
-            v
-            for (name, _), v in per_process[stage.label].items()
-            if name == "newswire_consumer_records_in_total"
+        assert records_in(pipeline, stage) > 0, (
+            f"{stage.label} processed nothing; assignments: "
+            f"{[assigned_partitions(p.log_path) for p in (first, second)]}"
         )
-        assert consumed > 0, f"{stage.label} processed nothing"
 
 
 def test_sigkill_of_one_instance_the_other_takes_over_nothing_lost(
@@ -265,16 +262,26 @@ def test_status_shows_groups_members_rates_and_lag(settings: Settings, pipeline:
     pipeline.processes.extend([pipeline.spawn("enrich", 1), pipeline.spawn("enrich", 2)])
     send(settings, UNIQUE, [article(n) for n in range(100)])
     read_topic(settings, ENRICHED, expect=100, timeout=60)
+    # The output is flushed before the input is committed and counted; lag is set at most
+    # once a second: wait for both before the snapshot.
+    wait_for(
+        lambda: sum(records_in(pipeline, stage) for stage in pipeline.processes) >= 100,
+        timeout=30,
+        what="the commits",
+    )
 
     announced = wait_for(
         lambda: len(discover(settings.metrics)) == 2 and discover(settings.metrics),
         timeout=30,
         what="announcements",
     )
-    (group,) = snapshot(announced, interval_s=0.5)
+    (group,) = wait_for(
+        lambda: [g for g in snapshot(announced, interval_s=0.5) if g.lag == 0],
+        timeout=30,
+        what="the group's lag to reach 0",
+    )
     assert (group.group, group.members) == ("newswire.enrich", 2)
     assert group.records_in == 100
-    assert group.lag == 0
     result = subprocess.run(
         [sys.executable, "-m", "newswire", "status", "--interval", "0.2"],
         capture_output=True,
