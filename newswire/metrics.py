@@ -37,6 +37,7 @@ class ConsumerMetrics:
     skipped: Counter
     commits: Counter
     unavailable: Gauge
+    group_rejoins: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ConsumerMetrics:
@@ -109,6 +110,13 @@ class ConsumerMetrics:
             commits=Counter(
                 "newswire_consumer_commits_total",
                 "Offset commits.",
+                ct,
+                registry=registry,
+            ),
+            group_rejoins=Counter(
+                "newswire_consumer_group_rejoins_total",
+                "Joins this member completed after finding its group wedged (a join that "
+                "cannot complete on its own: Tansu 0.6, a leader that left mid-join).",
                 ct,
                 registry=registry,
             ),

@@ -145,6 +145,7 @@ class Runner:
         self._lagged: set[TopicPartition] = set()
         self._partition_counts: dict[str, int] = {}
         self._lag_updated = 0.0
+        self._rejoins = 0  # the client's group_rejoins() as last exported
         self._per_event = type(consumer).handle_batch is Consumer.handle_batch
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -205,6 +206,7 @@ class Runner:
                     log.warning("%s: poll failed: %s; retrying", self.consumer.name, exc)
                     self._stop.wait(s.runner.retry_backoff_ms / 1000)
                     continue
+                self._count_rejoins()
                 if not polled:
                     self._update_lag(every_s=0)
                     if until_idle and (batches or self._kafka.assignment()):
@@ -230,6 +232,15 @@ class Runner:
                     break
         finally:
             self._shutdown()
+
+    def _count_rejoins(self) -> None:
+        """Export the joins the client completed after finding the group wedged."""
+        rejoins = self._kafka.group_rejoins() if self._kafka is not None else 0
+        if rejoins > self._rejoins:
+            self.metrics.group_rejoins.labels(self.consumer.name, self.consumer.topics[0]).inc(
+                rejoins - self._rejoins
+            )
+            self._rejoins = rejoins
 
     def _setup(self) -> bool:
         """Set the consumer up; wait out an outage of what it needs (False: stopped meanwhile).
@@ -276,12 +287,16 @@ class Runner:
     def _finish_join(self) -> bool:
         """Before leaving the group, let a join in flight complete; False if it did not.
 
-        A member that sends LeaveGroup while its JoinGroup is pending wedges the group
-        on Tansu 0.6 (it is made leader of the join it left; the others loop on
-        SyncGroup for minutes, DESIGN §6). So a stop during a rebalance polls on —
-        records fetched meanwhile are not handled, and not committed: the partition's
-        next owner reads them — until the join completes (the revoke callback commits
-        what is pending); then the member leaves. Apache Kafka needs none of this and
+        On Tansu 0.6 a leader that sends LeaveGroup while the group is forming stays
+        the leader of that join, and the others' SyncGroup is refused for good
+        (DESIGN §6). So a stop during a rebalance polls on — records fetched
+        meanwhile are not handled, and not committed: the partition's next owner
+        reads them — until the join completes (the revoke callback commits what is
+        pending); then the member leaves. If it does not complete in time, the
+        member closes without LeaveGroup and the group drops it after its session
+        timeout. A leader stopped just as another member starts joining cannot see
+        it; the members then detect the wedge and complete the join themselves
+        (:meth:`ConsumerClient.group_rejoins`). Apache Kafka needs none of this and
         loses nothing by it: the wait is one join, bounded.
         """
         if self._kafka is None or not self._kafka.rebalancing():

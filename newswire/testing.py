@@ -189,6 +189,9 @@ class _MemoryConsumer:
     def rebalancing(self) -> bool:
         return False
 
+    def group_rejoins(self) -> int:
+        return 0
+
     def close(self, *, leave: bool = True) -> None:
         pass
 

@@ -160,6 +160,11 @@ class ConsumerClient(Protocol):
         """A join of the group is in flight for this member."""
         ...
 
+    def group_rejoins(self) -> int:
+        """How often this member found its group wedged (a join that can never complete:
+        Tansu 0.6, DESIGN §6) and completed it by rejoining; 0 on a sound broker."""
+        ...
+
     def close(self, *, leave: bool = True) -> None:
         """Close; with *leave*, leave the group (its partitions move at once), without,
         let the session time out (static members, or a pending join: see

@@ -15,6 +15,7 @@ set. An ``AdminClient`` is kept referenced until its futures resolve.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -32,6 +33,7 @@ from confluent_kafka.admin import NewTopic
 from newswire.errors import BrokerError
 from newswire.kafka.base import Headers, Rebalance, Record, TopicPartition
 from newswire.kafka.errors import CommitFailedError, RecordTooLargeError
+from newswire.kafka.kafka_python import complete_wedged_join
 from newswire.settings import KafkaSettings, ProducerSettings
 
 __all__ = ["ConfluentClients", "connection_config"]
@@ -246,7 +248,15 @@ class ConfluentConsumer:
             self._consumer = Consumer(config, logger=log)
         except KafkaException as exc:
             raise _broker_error(exc, "cannot configure a consumer") from exc
+        self._kafka = kafka
+        self._group = group
+        self._topics: list[str] = []
         self._joining = False
+        self._joining_since = 0.0
+        self._rejoins = 0
+        # A join still pending after this long is taken for a wedged group (DESIGN §6).
+        # Joins on Tansu take about half a session timeout.
+        self._wedged_after_s = max(10.0, 2 * kafka.session_timeout_ms / 1000)
         self._timeout_s = kafka.timeout_s
         #: The end offset of each partition at its last end-of-partition event.
         self._ends: dict[tuple[str, int], int] = {}
@@ -259,13 +269,32 @@ class ConfluentConsumer:
             on_assign([_tp(tp) for tp in partitions])
 
         def revoked(_consumer: Any, partitions: list[Any]) -> None:
-            self._joining = True
+            self._start_join()
             on_revoke([_tp(tp) for tp in partitions])
 
-        self._joining = True
+        self._topics = list(topics)
+        self._start_join()
         self._consumer.subscribe(
             list(topics), on_assign=assigned, on_revoke=revoked, on_lost=revoked
         )
+
+    def _start_join(self) -> None:
+        if not self._joining:
+            self._joining, self._joining_since = True, time.monotonic()
+
+    def _unwedge(self) -> None:
+        """librdkafka cannot rejoin under the departed leader's id, which is what
+        completes a wedged join (DESIGN §6): a throwaway kafka-python member does it."""
+        assert self._group is not None
+        log.warning(
+            "consumer group %s: no assignment after %.0fs of rebalancing; checking whether "
+            "the group is wedged",
+            self._group,
+            time.monotonic() - self._joining_since,
+        )
+        if complete_wedged_join(self._kafka, self._group, self._topics, timeout_s=30.0):
+            self._rejoins += 1
+        self._joining_since = time.monotonic()  # one attempt per bound
 
     def assign(self, partitions: Sequence[TopicPartition]) -> None:
         self._consumer.assign([_rd(tp, OFFSET_BEGINNING) for tp in partitions])
@@ -279,6 +308,8 @@ class ConfluentConsumer:
         return set(found.partitions) if found is not None and found.error is None else set()
 
     def poll(self, timeout_s: float, max_records: int) -> Mapping[TopicPartition, Sequence[Record]]:
+        if self._joining and time.monotonic() - self._joining_since > self._wedged_after_s:
+            self._unwedge()
         try:
             # consume(n, timeout) waits until it has n messages or the timeout is over: at a
             # low rate every batch would wait the whole timeout (at 1,000 articles/s, +0.4 s
@@ -388,11 +419,17 @@ class ConfluentConsumer:
     def rebalancing(self) -> bool:
         return self._joining
 
+    def group_rejoins(self) -> int:
+        return self._rejoins
+
     def close(self, *, leave: bool = True) -> None:
-        # librdkafka always leaves a dynamic group on close (static members never do):
-        # *leave* cannot be honoured here, so the runner never closes mid-join (see
-        # newswire.runner) and this adapter needs no way around it.
-        self._consumer.close()
+        if leave:
+            self._consumer.close()
+            return
+        # close() always leaves a dynamic group. Dropping the handle unclosed does not:
+        # confluent-kafka destroys it without the consumer close (no LeaveGroup, measured
+        # on Tansu 0.6: the group rebalances after the session timeout instead).
+        del self._consumer
 
 
 # -- admin ---------------------------------------------------------------------------------------

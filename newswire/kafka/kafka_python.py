@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ import kafka.errors as kerrors
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.admin import NewTopic
+from kafka.protocol.consumer import LeaveGroupRequest
 from kafka.structs import OffsetAndMetadata
 
 from newswire.errors import BrokerError
@@ -26,7 +28,7 @@ from newswire.kafka.base import Headers, Rebalance, Record, TopicPartition
 from newswire.kafka.errors import CommitFailedError, RecordTooLargeError
 from newswire.settings import KafkaSettings, ProducerSettings
 
-__all__ = ["KafkaPythonClients", "connection_config"]
+__all__ = ["KafkaPythonClients", "complete_wedged_join", "connection_config"]
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +226,109 @@ class _Listener(ConsumerRebalanceListener):
         self.on_assign([_tp(tp) for tp in assigned])
 
 
+class _WedgeGuard:
+    """Detects a group wedged by Tansu 0.6 (DESIGN §6); completes its join if *adopt*.
+
+    Tansu keeps a leader that left (LeaveGroup) while the group was forming as
+    the leader of that join: every JoinGroup response names it, the SyncGroup of
+    each follower fails with REBALANCE_IN_PROGRESS at the same generation, and
+    nothing clears it — a timed-out leader is dropped only while it is still a
+    member, and a fresh member id changes nothing. The only way out is a
+    JoinGroup *with the departed leader's member id*: the broker then takes it
+    as a new member that is the leader, returns the member list, and the
+    SyncGroup with its assignment forms the group.
+
+    A wedge is *tries* SyncGroup refusals at one generation by one leader (not
+    this member), over at least *patience_s* (a live leader syncs within its
+    own join). Hooked into kafka-python's join loop (the coordinator's response
+    handlers). A member that *adopts* then leaves under its own id and rejoins
+    as the departed leader: only :func:`complete_wedged_join`'s throwaway
+    member does, so that two members that see the wedge at once never share a
+    member id (and partitions) for longer than that member lives; the others
+    set :attr:`wedged`. On Apache Kafka a follower's SyncGroup is not refused at
+    an unchanged generation, so this never fires there.
+    """
+
+    def __init__(
+        self, consumer: KafkaConsumer, patience_s: float, *, tries: int, adopt: bool
+    ) -> None:
+        self._coordinator = consumer._coordinator
+        self._tries = tries
+        self._patience_s = patience_s
+        self._adopt = adopt
+        self._leader = ""
+        self._stuck: tuple[int, str] | None = None  # (generation, leader) refused at
+        self._refusals = 0
+        self._since = 0.0
+        #: A wedge was seen since the owner last cleared this (not adopting).
+        self.wedged = False
+        #: Joins completed by rejoining as the departed leader (adopting).
+        self.adopted = 0
+        coordinator = self._coordinator
+        join, sync = (
+            coordinator._process_join_group_response,
+            coordinator._process_sync_group_response,
+        )
+
+        def on_join(response: Any, send_time: float) -> Any:
+            result = join(response, send_time)
+            self._leader = response.leader
+            return result
+
+        def on_sync(response: Any, send_time: float) -> Any:
+            try:
+                result = sync(response, send_time)
+            except kerrors.RebalanceInProgressError:
+                self._refused()
+                raise
+            self._stuck, self._refusals = None, 0
+            return result
+
+        coordinator._process_join_group_response = on_join
+        coordinator._process_sync_group_response = on_sync
+
+    def _refused(self) -> None:
+        coordinator = self._coordinator
+        generation = coordinator._generation
+        me, leader = generation.member_id, self._leader
+        if not leader or leader == me:
+            return
+        key = (generation.generation_id, leader)
+        if key != self._stuck:
+            self._stuck, self._refusals, self._since = key, 0, time.monotonic()
+        self._refusals += 1
+        if self._refusals < self._tries or time.monotonic() - self._since < self._patience_s:
+            return
+        self._stuck, self._refusals = None, 0
+        log.warning(
+            "consumer group %s is wedged at generation %d: its leader %s left during the "
+            "join and the broker still waits for it (Tansu); %s",
+            coordinator.group_id,
+            generation.generation_id,
+            leader,
+            "rejoining as that member to complete the join"
+            if self._adopt
+            else "a throwaway member completes the join",
+        )
+        if not self._adopt:
+            self.wedged = True
+            return
+        self.adopted += 1
+        # Leave under the own id first (not awaited: the JoinGroup below follows it on
+        # the coordinator's connection), or the new assignment would give partitions
+        # to it that nobody reads until its session times out.
+        coordinator._manager.send(
+            LeaveGroupRequest(
+                group_id=coordinator.group_id,
+                member_id=me,
+                members=[LeaveGroupRequest.MemberIdentity(member_id=me, group_instance_id=None)],
+            ),
+            node_id=coordinator.coordinator_id,
+        )
+        # kafka-python's join loop retries at once, with this member id.
+        coordinator.reset_generation(member_id=leader)
+
+
 class KafkaPythonConsumer:
     """:class:`~newswire.kafka.base.ConsumerClient` on ``KafkaConsumer``."""
 
@@ -247,11 +352,21 @@ class KafkaPythonConsumer:
             self._consumer = KafkaConsumer(**connection_config(kafka, role), **options)
         except kerrors.KafkaError as exc:
             raise _broker_error(exc, f"cannot connect a consumer to {kafka.bootstrap}") from exc
+        self._kafka = kafka
+        self._group = group
+        self._topics: list[str] = []
+        self._rejoins = 0
+        self._guard = (
+            _WedgeGuard(self._consumer, kafka.session_timeout_ms / 1000, tries=3, adopt=False)
+            if group is not None
+            else None
+        )
 
     def subscribe(
         self, topics: Sequence[str], *, on_assign: Rebalance, on_revoke: Rebalance
     ) -> None:
-        self._consumer.subscribe(list(topics), listener=_Listener(on_assign, on_revoke))
+        self._topics = list(topics)
+        self._consumer.subscribe(self._topics, listener=_Listener(on_assign, on_revoke))
 
     def assign(self, partitions: Sequence[TopicPartition]) -> None:
         native = [KafkaTopicPartition(tp.topic, tp.partition) for tp in partitions]
@@ -266,6 +381,11 @@ class KafkaPythonConsumer:
             raise _broker_error(exc, f"no metadata for topic={topic!r}") from exc
 
     def poll(self, timeout_s: float, max_records: int) -> Mapping[TopicPartition, Sequence[Record]]:
+        if self._guard is not None and self._guard.wedged:
+            self._guard.wedged = False
+            assert self._group is not None
+            if complete_wedged_join(self._kafka, self._group, self._topics, timeout_s=30.0):
+                self._rejoins += 1
         try:
             polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except kerrors.KafkaError as exc:
@@ -319,6 +439,9 @@ class KafkaPythonConsumer:
             return False
         return bool(coordinator.rebalance_in_progress() or coordinator.need_rejoin())
 
+    def group_rejoins(self) -> int:
+        return self._rejoins
+
     def close(self, *, leave: bool = True) -> None:
         if not leave:
             coordinator = getattr(self._consumer, "_coordinator", None)
@@ -327,6 +450,49 @@ class KafkaPythonConsumer:
                 # broker drops the member when its session times out.
                 coordinator.reset_generation()
         self._consumer.close(autocommit=False)
+
+
+def complete_wedged_join(
+    kafka: KafkaSettings, group: str, topics: Sequence[str], timeout_s: float
+) -> bool:
+    """Join *group* with a throwaway member that completes a wedged join, then leave.
+
+    Called by a member that found its group wedged, or suspects it (librdkafka,
+    which shows no SyncGroup errors): this member joins, and if its SyncGroup is
+    refused at one generation by a leader that never syncs (:class:`_WedgeGuard`),
+    it rejoins as that leader, assigns the partitions to the members there are
+    and leaves at once — as the leader of a formed group, which lets the broker
+    pick a live leader for the next join. It commits nothing, and the records it
+    may fetch meanwhile are dropped. True if it found the group wedged.
+    """
+    consumer = KafkaConsumer(
+        **connection_config(kafka, "group-rescue"),
+        group_id=group,
+        enable_auto_commit=False,
+        session_timeout_ms=kafka.session_timeout_ms,
+        heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+        max_poll_records=1,
+    )
+    coordinator = consumer._coordinator
+    guard = _WedgeGuard(consumer, 0.0, tries=2, adopt=True)
+    try:
+        consumer.subscribe(list(topics))
+        deadline = time.monotonic() + timeout_s
+        # Until its join completed (with or without partitions: there may be more
+        # members than partitions).
+        while time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200)
+            if coordinator.stable() and not coordinator.need_rejoin():
+                break
+    except kerrors.KafkaError as exc:
+        log.warning("consumer group %s: the throwaway member failed: %s", group, exc)
+    finally:
+        if not coordinator.stable():
+            # Its own join did not complete: leaving now could wedge the group again
+            # (it may be that join's leader). Let its session time out instead.
+            coordinator.reset_generation()
+        consumer.close(autocommit=False)
+    return guard.adopted > 0
 
 
 # -- admin ---------------------------------------------------------------------------------------
