@@ -59,6 +59,12 @@ log = logging.getLogger(__name__)
 #: Encoded records larger than this are rejected (the default of max_document_bytes).
 DEFAULT_MAX_RECORD_BYTES = 5 * 1024 * 1024
 
+#: A part of a split source at most this large (``Source.size()``) is encoded in the
+#: publisher's own process: handing a few lines to a worker (pickled there and back, two
+#: process wake-ups) costs more than encoding them. A pipe fed at 1,000 lines/s is read in
+#: parts of a few lines (benchmarks/bench_e2e.py's paced run).
+INLINE_PART_BYTES = 64 * 1024
+
 #: Record header with the ingest time (ISO-8601, UTC), for consumers that do not decode.
 INGESTED_AT_HEADER = "newswire.ingested_at"
 
@@ -237,6 +243,12 @@ class Encoder:
         return batch
 
 
+def _small(part: Source) -> bool:
+    """Whether *part* is cheaper to encode here than in a worker (see INLINE_PART_BYTES)."""
+    size = part.size()
+    return size is not None and size <= INLINE_PART_BYTES
+
+
 def _source_failed(source: Source, exc: Exception) -> Reject:
     return Reject(
         f"<{source.name or type(source).__name__} source>",
@@ -409,21 +421,31 @@ class Publisher:
                 self._send_batch(self.encoder.part(part), summary, rejects, progress)
             return
         pool = self._worker_pool()
-        queue = itertools.chain(head, parts)
         pending: set[cf.Future[Batch]] = set()
         # Two parts per worker in flight: workers never wait for this process, and
         # memory stays bounded however large the input.
         in_flight = 2 * self.workers
+
+        def send_done(block: bool) -> None:
+            nonlocal pending
+            done, pending = cf.wait(
+                pending, timeout=None if block else 0, return_when=cf.FIRST_COMPLETED
+            )
+            for future in done:
+                self._send_batch(future.result(), summary, rejects, progress)
+
         try:
-            for part in itertools.islice(queue, in_flight):
-                pending.add(pool.submit(_encode_part, part))
+            for part in itertools.chain(head, parts):
+                if _small(part):
+                    self._send_batch(self.encoder.part(part), summary, rejects, progress)
+                else:
+                    pending.add(pool.submit(_encode_part, part))
+                while len(pending) >= in_flight:
+                    send_done(block=True)
+                # Send what is done before reading on: the next read may wait (a pipe).
+                send_done(block=False)
             while pending:
-                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                for future in done:
-                    # Send first: reading the next part may wait for input (a pipe).
-                    self._send_batch(future.result(), summary, rejects, progress)
-                    for part in itertools.islice(queue, 1):
-                        pending.add(pool.submit(_encode_part, part))
+                send_done(block=True)
         except BrokenProcessPool as exc:
             self._shutdown_pool()
             raise NewswireError(f"a producer worker process died: {exc}") from exc

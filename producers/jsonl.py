@@ -53,6 +53,10 @@ class JsonLinesPart(Source):
         self.data = data
         self.max_bytes = max_bytes
 
+    def size(self) -> int:
+        """The part's bytes (a small part is encoded without a worker process)."""
+        return len(self.data)
+
     def __iter__(self) -> Iterator[Document | Reject]:
         origin = self.origin
         for number, raw in enumerate(self.data.split(b"\n"), start=self.first_line):

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from newswire import publisher as publisher_module
 from newswire.cli.produce import build_sources
 from newswire.publisher import INGESTED_AT_HEADER, Publisher
 from newswire.serde import SingleObjectSerde
@@ -148,10 +149,11 @@ def reported(settings: Settings) -> list[dict[str, Any]]:
 
 
 def test_one_run_sends_every_good_document_and_reports_every_bad_input(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.producer.max_document_bytes = LIMIT
     settings.producer.chunk_files = 4  # several parts: the worker processes do the work
+    monkeypatch.setattr(publisher_module, "INLINE_PART_BYTES", 0)  # even the small ones
     inbox = make_inbox(tmp_path / "inbox")
     publisher, summary = publish_all(settings, inbox["paths"], workers=2)
 
@@ -205,27 +207,31 @@ def test_one_run_sends_every_good_document_and_reports_every_bad_input(
 
 
 def test_one_worker_or_two_send_the_same_records_and_rejects(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.producer.max_document_bytes = LIMIT
     settings.producer.chunk_files = 3
     settings.producer.chunk_bytes = 1024  # the JSON-lines file in several parts too
     inbox = make_inbox(tmp_path / "inbox")
-    ensure_topics(settings.kafka, ("test.w1", "test.w2"))
+    # One worker; two with every part in a worker; two with the small parts (here: every
+    # JSON-lines part, 1 KiB) encoded in the publisher's process and the others in workers.
+    runs = {1: (1, 0), 2: (2, 0), 3: (2, 4096)}
+    ensure_topics(settings.kafka, [f"test.w{run}" for run in runs])
     seen: dict[int, tuple[Counter[tuple[bytes, str]], Counter[tuple[str, Any, Any, str]]]] = {}
-    for workers in (1, 2):
-        settings.producer.rejects_path = tmp_path / f"rejects-{workers}.jsonl"
+    for run, (workers, inline_bytes) in runs.items():
+        monkeypatch.setattr(publisher_module, "INLINE_PART_BYTES", inline_bytes)
+        settings.producer.rejects_path = tmp_path / f"rejects-{run}.jsonl"
         _publisher, summary = publish_all(
-            settings, inbox["paths"], workers=workers, topic=f"test.w{workers}"
+            settings, inbox["paths"], workers=workers, topic=f"test.w{run}"
         )
         assert summary.sent == inbox["good"]
-        records = read_topic(settings, f"test.w{workers}", expect=inbox["good"])
+        records = read_topic(settings, f"test.w{run}", expect=inbox["good"])
         titles = Counter((r.key, SingleObjectSerde().decode(r.value)[1]["title"]) for r in records)
         rejects = Counter(
             (Path(r["origin"]).name, r["line"], r["entry"], r["kind"]) for r in reported(settings)
         )
-        seen[workers] = (titles, rejects)
-    assert seen[1] == seen[2]
+        seen[run] = (titles, rejects)
+    assert seen[1] == seen[2] == seen[3]
     assert sum(seen[1][0].values()) == inbox["good"]
     assert sum(seen[1][1].values()) == inbox["rejected"]
 

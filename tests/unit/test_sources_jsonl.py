@@ -181,3 +181,21 @@ def test_a_pipe_yields_what_has_arrived_without_waiting_for_a_full_part() -> Non
         if thread.is_alive():
             thread.join(timeout=10)
         reader.close()
+
+
+def test_a_small_part_is_encoded_by_the_publisher_a_large_one_by_a_worker() -> None:
+    from newswire.publisher import INLINE_PART_BYTES, _small
+    from producers.jsonl import JsonLinesPart
+
+    line = b'{"title": "t"}\n'
+    few = JsonLinesPart("x", 1, line * 3, 1024)
+    many = JsonLinesPart("x", 1, line * (INLINE_PART_BYTES // len(line) + 1), 1024)
+    assert few.size() == 3 * len(line)
+    assert _small(few)
+    assert not _small(many)
+
+    class Unsized(JsonLinesPart):
+        def size(self) -> None:  # type: ignore[override]
+            return None
+
+    assert not _small(Unsized("x", 1, line, 1024))  # unknown size: a worker's job
