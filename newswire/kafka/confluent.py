@@ -104,6 +104,13 @@ def _tp(tp: Any) -> TopicPartition:
     return TopicPartition(tp.topic, tp.partition)
 
 
+def _code(error: BaseException | None) -> int | None:
+    """The librdkafka error code of a :class:`KafkaException` (None for anything else)."""
+    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
+        return int(error.args[0].code())
+    return None
+
+
 # -- producer ------------------------------------------------------------------------------------
 
 
@@ -191,16 +198,31 @@ class ConfluentProducer:
 
     def flush(self, timeout_s: float | None = None) -> list[_Delivery]:
         timeout = self._flush_timeout_s if timeout_s is None else timeout_s
-        if self._producer.flush(timeout):
+        timed_out = self._producer.flush(timeout) > 0
+        if timed_out:
             # Not acknowledged in time: drop them from librdkafka's queues, so that what
             # is reported as failed is not delivered later behind the caller's back (an
             # in-flight request may still land: at-least-once).
             self._producer.purge()
             self._producer.flush(1.0)  # serves the purged records' delivery reports
         failed, self._failed = self._failed, []
+        for delivery in failed:
+            if _code(delivery.error) == KafkaError._PURGE_INFLIGHT:
+                delivery.error = BrokerError(
+                    f"unconfirmed: not acknowledged within the flush timeout ({timeout}s), "
+                    "dropped while in flight (the broker may have written it)"
+                )
         late, self._pending = list(self._pending), set()
         for delivery in late:
-            delivery.error = BrokerError(f"not acknowledged within the flush timeout ({timeout}s)")
+            # With librdkafka's queues empty, a record still pending here had its delivery
+            # report consumed by a callback that an interrupt (a signal handler raising
+            # KeyboardInterrupt) cut short before its first line: its outcome is unknown.
+            delivery.error = BrokerError(
+                f"not acknowledged within the flush timeout ({timeout}s)"
+                if timed_out
+                else "unconfirmed: its delivery report was lost to an interrupt "
+                "(the broker may have written it)"
+            )
         return failed + late
 
     def partitions_for(self, topic: str) -> set[int]:
