@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
+import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -212,6 +214,29 @@ def progress_totals(sources: list[Source]) -> tuple[int | None, str]:
     return total, what
 
 
+def _stop_on_signals(sources: list[Source]) -> list[int]:
+    """Feeds alone: SIGTERM and Ctrl-C end the followers gracefully, so the publisher's last
+    flush waits (its full timeout) for the records in flight and commits their feed state.
+
+    Raising KeyboardInterrupt instead may land inside a delivery report callback, which
+    loses that report (a written record then counts as unconfirmed). A second signal
+    interrupts. Returns the signals received (empty until a stop was asked for).
+    """
+    received: list[int] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise_on_sigterm()
+        # From a thread: stop() sets an Event, whose lock this (main) thread may hold now.
+        for source in sources:
+            threading.Thread(target=source.stop).start()  # type: ignore[attr-defined]
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return received
+
+
 def publish(
     publisher: Publisher, sources: list[Source], rejects: RejectsFile, progress: bool
 ) -> PublishSummary:
@@ -335,8 +360,11 @@ def produce(
     registry = CollectorRegistry()
     publisher = Publisher(settings, registry=registry)
     interrupted = False
+    stopping: list[int] = []
     try:
         sources = build_sources(paths or [], settings, fmt=fmt, follow=follow)
+        if follow and not paths:
+            stopping = _stop_on_signals(sources)
         ensure_topics(settings.kafka)
         if follow or metrics_port is not None:
             _serve_metrics(settings, registry)
@@ -349,7 +377,7 @@ def produce(
     finally:
         publisher.close()
         rejects_file.close()
-    if interrupted:
+    if interrupted or stopping:
         console.print("stopped")
     print_produce_summary(summary, rejects_file)
     if summary.failed:
