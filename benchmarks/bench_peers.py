@@ -198,9 +198,8 @@ class _MarkedClients:
 
 def run_newswire(job: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """A newswire stage (``Runner`` in this process) in a fresh group, until N committed."""
-    import threading
-
     from prometheus_client import CollectorRegistry
+    from stagerun import counter_sums, run_until
 
     from newswire.runner import Runner
 
@@ -219,42 +218,20 @@ def run_newswire(job: str, args: argparse.Namespace, workdir: Path) -> dict[str,
     marks: dict[str, float] = {}
     runner.clients = _MarkedClients(runner.clients, marks)
     labels = {"consumer": name, "topic": JOBS[job].topic}
-    process = runner._process  # wrapped: first record, and the commit of the N-th
-
-    def timed_process(polled: Any) -> None:
-        marks.setdefault("t0", time.perf_counter())
-        process(polled)
-        done = registry.get_sample_value("newswire_consumer_records_in_total", labels) or 0
-        if done >= args.articles and "t1" not in marks:
-            marks.update(t1=time.perf_counter(), cpu1=time.process_time())
-            runner.stop()
-
-    runner._process = timed_process  # type: ignore[method-assign]
-    watchdog = threading.Timer(CHILD_TIMEOUT_S, runner.stop)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        runner.run()
-    finally:
-        watchdog.cancel()
-    done = int(registry.get_sample_value("newswire_consumer_records_in_total", labels) or 0)
-    marks.setdefault("t1", time.perf_counter())
-    marks.setdefault("cpu1", time.process_time())
-    out: dict[str, float] = {}
-    for metric in registry.collect():
-        for sample in metric.samples:
-            if sample.name in (
-                "newswire_consumer_records_out_total",
-                "newswire_consumer_dlq_total",
-                "newswire_store_rows_written_total",
-            ):
-                key = f"{sample.name.removeprefix('newswire_')}[{sample.labels.get('topic')}]"
-                out[key] = out.get(key, 0) + sample.value
+    w = run_until(runner, registry, labels, args.articles, CHILD_TIMEOUT_S, marks=marks)
+    out = counter_sums(
+        registry,
+        (
+            "newswire_consumer_records_out_total",
+            "newswire_consumer_dlq_total",
+            "newswire_store_rows_written_total",
+        ),
+    )
     return {
-        "records": done,
-        "seconds": marks["t1"] - marks.get("t0", marks["t1"]),
-        "cpu_s": marks["cpu1"] - marks.get("cpu0", marks["cpu1"]),
-        "complete": done >= args.articles,
+        "records": w.records,
+        "seconds": w.seconds,
+        "cpu_s": w.cpu_s,
+        "complete": w.complete,
         "out": out,
     }
 

@@ -58,7 +58,6 @@ import random
 import re
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -75,6 +74,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 from procstat import cpu_of  # noqa: E402  (benchmarks/ is on sys.path)
+from stagerun import counter_sums, run_until  # noqa: E402
 
 from newswire import Consumer, Context, Event  # noqa: E402
 from newswire.broker import EmbeddedBroker  # noqa: E402
@@ -373,71 +373,27 @@ def run_stage(
     registry = CollectorRegistry()
     runner = Runner(consumer, s, registry=registry)
     labels = {"consumer": consumer.name, "topic": topic}
-    marks: dict[str, float] = {}
-    process = runner._process  # wrapped to time the window the runner is busy with records
-
-    def timed_process(polled: Any) -> None:
-        if "t0" not in marks:
-            marks.update(
-                t0=time.perf_counter(),
-                cpu0=time.process_time(),
-                bcpu0=cpu_of(broker_pid),
-                main0=time.thread_time(),
-            )
-            if profile is not None:
-                profile.enable()
-        process(polled)
-        done = registry.get_sample_value("newswire_consumer_records_in_total", labels) or 0
-        if done >= n and "t1" not in marks:
-            if profile is not None:
-                profile.disable()
-            marks.update(
-                t1=time.perf_counter(),
-                cpu1=time.process_time(),
-                bcpu1=cpu_of(broker_pid),
-                main1=time.thread_time(),
-            )
-            runner.stop()
-
-    runner._process = timed_process  # type: ignore[method-assign]
-    watchdog = threading.Timer(STAGE_TIMEOUT_S, runner.stop)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        runner.run()
-    finally:
-        watchdog.cancel()
-        if profile is not None:
-            profile.disable()
-    done = int(registry.get_sample_value("newswire_consumer_records_in_total", labels) or 0)
-    if "t1" not in marks:
-        marks.update(
-            t1=time.perf_counter(),
-            cpu1=time.process_time(),
-            bcpu1=cpu_of(broker_pid),
-            main1=time.thread_time(),
-        )
-    out: dict[str, float] = {}
-    for metric in registry.collect():
-        for sample in metric.samples:
-            if sample.name in (
-                "newswire_consumer_records_out_total",
-                "newswire_consumer_dlq_total",
-                "newswire_dedup_duplicates_total",
-                "newswire_store_rows_written_total",
-            ):
-                key = f"{sample.name.removeprefix('newswire_')}[{sample.labels.get('topic')}]"
-                out[key] = out.get(key, 0) + sample.value
-    t0 = marks.get("t0", marks["t1"])
+    w = run_until(
+        runner, registry, labels, n, STAGE_TIMEOUT_S, broker_pid=broker_pid, profile=profile
+    )
+    out = counter_sums(
+        registry,
+        (
+            "newswire_consumer_records_out_total",
+            "newswire_consumer_dlq_total",
+            "newswire_dedup_duplicates_total",
+            "newswire_store_rows_written_total",
+        ),
+    )
     return Result(
         consumer.name,
-        done,
-        marks["t1"] - t0,
-        marks["cpu1"] - marks.get("cpu0", 0.0),
-        marks["bcpu1"] - marks.get("bcpu0", 0.0),
-        marks["main1"] - marks.get("main0", 0.0),
+        w.records,
+        w.seconds,
+        w.cpu_s,
+        w.broker_cpu_s,
+        w.main_cpu_s,
         out,
-        complete=done >= n,
+        complete=w.complete,
     )
 
 

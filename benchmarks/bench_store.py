@@ -50,7 +50,6 @@ import random
 import re
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -65,6 +64,8 @@ from prometheus_client import CollectorRegistry
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
+
+from stagerun import run_until  # noqa: E402  (benchmarks/ is on sys.path)
 
 from consumers.enrich import Enricher  # noqa: E402
 from consumers.store import StoreConsumer, StoreSettings  # noqa: E402
@@ -239,47 +240,19 @@ def run_store(
     registry = CollectorRegistry()
     runner = Runner(consumer, s, registry=registry)
     labels = {"consumer": group, "topic": ENRICHED}
-    marks: dict[str, float] = {}
-    process = runner._process
-
-    def timed_process(polled: Any) -> None:
-        if "t0" not in marks:
-            marks.update(t0=time.perf_counter(), cpu0=time.process_time())
-            if profile is not None:
-                profile.enable()
-        process(polled)  # decode, write, commit
-        done = registry.get_sample_value("newswire_consumer_records_in_total", labels) or 0
-        if done >= n and "t1" not in marks:
-            marks.update(t1=time.perf_counter(), cpu1=time.process_time())
-            if profile is not None:
-                profile.disable()
-            runner.stop()
-
-    runner._process = timed_process  # type: ignore[method-assign]
-    watchdog = threading.Timer(TIMEOUT_S, runner.stop)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        runner.run()
-    finally:
-        watchdog.cancel()
-        if profile is not None:
-            profile.disable()
-    if "t1" not in marks:
-        marks.update(t1=time.perf_counter(), cpu1=time.process_time())
-    done = int(registry.get_sample_value("newswire_consumer_records_in_total", labels) or 0)
+    w = run_until(runner, registry, labels, n, TIMEOUT_S, profile=profile)
     write_s = registry.get_sample_value("newswire_store_write_seconds_sum", labels) or 0.0
     rows = registry.get_sample_value(
         "newswire_store_rows_written_total", {**labels, "table": "articles"}
     )
     return Result(
         name,
-        done,
-        marks["t1"] - marks.get("t0", marks["t1"]),
-        marks["cpu1"] - marks.get("cpu0", marks["cpu1"]),
+        w.records,
+        w.seconds,
+        w.cpu_s,
         write_s=write_s,
         rows=int(rows or 0),
-        complete=done >= n,
+        complete=w.complete,
     )
 
 
