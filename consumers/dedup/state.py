@@ -42,7 +42,7 @@ from __future__ import annotations
 import itertools
 import logging
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -521,15 +521,7 @@ class SqliteSeenIndex:
         held_keys = np.array([h[0] for h in holders], dtype=np.int64)
         held_seqs = np.array([h[1] for h in holders], dtype=np.int64)
         updates: list[tuple[int, int]] = []
-        seq = 0
-        while True:
-            rows = self._db.execute(
-                f"SELECT {_KEY_COLUMNS} FROM dedup_entries WHERE seq > ? ORDER BY seq LIMIT ?",
-                (seq, _READ_CHUNK),
-            ).fetchall()
-            if not rows:
-                break
-            seq = int(rows[-1][0])
+        for rows in self._key_rows(after=0):
             # Every key the entries may hold (nothing unheld yet), and whether they do.
             keys, seqs = claims_of_rows([(*r[:7], 0) for r in rows])
             positions = np.minimum(np.searchsorted(held_keys, keys), max(0, len(held_keys) - 1))
@@ -544,6 +536,18 @@ class SqliteSeenIndex:
             updates.extend(zip(bits[changed].tolist(), row_seqs[changed].tolist(), strict=True))
         self._db.executemany("UPDATE dedup_entries SET unheld = ? WHERE seq = ?", updates)
         self._db.execute("DROP TABLE dedup_keys")
+
+    def _key_rows(self, after: int) -> Iterator[list[Any]]:
+        """The key columns of the entries after seq *after*, in seq order, a chunk at a time."""
+        while True:
+            rows = self._db.execute(
+                f"SELECT {_KEY_COLUMNS} FROM dedup_entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, _READ_CHUNK),
+            ).fetchall()
+            if not rows:
+                return
+            yield rows
+            after = int(rows[-1][0])
 
     def _meta(self, name: str) -> Any:
         row = self._db.execute("SELECT value FROM dedup_meta WHERE name = ?", (name,)).fetchone()
@@ -569,14 +573,7 @@ class SqliteSeenIndex:
         keys = np.empty(capacity, dtype=np.int64)
         seqs = np.empty(capacity, dtype=np.int64)
         filled = 0
-        while True:
-            rows = self._db.execute(
-                f"SELECT {_KEY_COLUMNS} FROM dedup_entries WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after, _READ_CHUNK),
-            ).fetchall()
-            if not rows:
-                break
-            after = int(rows[-1][0])
+        for rows in self._key_rows(after):
             new_keys, new_seqs = claims_of_rows(rows)
             if initial:
                 # Every entry an update took a key over from is read too: its row says
@@ -607,7 +604,6 @@ class SqliteSeenIndex:
         self._next_seq = last + 1
         if self._table is None:
             self._table = KeyTable()
-            self._table.floor = first or self._next_seq
             self._seen_seq = 0
         self._table.floor = first or self._next_seq
         if last > self._seen_seq:
